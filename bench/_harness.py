@@ -1,0 +1,46 @@
+"""Timing helpers and the result row every bench returns."""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class Result:
+    """One comparison: our time against a baseline's, with the target the issue sets.
+
+    ``ratio`` is baseline / ours (higher is better for us) when a baseline was timed.
+    """
+
+    bench: str
+    what: str
+    ours_s: float
+    baseline: str = ""
+    baseline_s: float | None = None
+    target: str = ""
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.baseline_s is None or self.ours_s <= 0:
+            return None
+        return self.baseline_s / self.ours_s
+
+    def row(self) -> str:
+        ratio = f"{self.ratio:.1f}×" if self.ratio is not None else "—"
+        base = f"{self.baseline}: {self.baseline_s:.3f} s" if self.baseline_s is not None else self.baseline
+        return f"| {self.what} | {self.ours_s:.3f} s | {base or '—'} | {ratio} | {self.target} | {self.note} |"
+
+
+def best_of(fn: Callable[[], object], repeat: int = 3) -> float:
+    """Smallest wall time of ``repeat`` calls (seconds), after a garbage collection."""
+    times = []
+    for _ in range(repeat):
+        gc.collect()
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)

@@ -1,0 +1,78 @@
+"""What every command shares: the SOURCE arguments, JSON/text output, errors, a progress bar."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from core.loaders import load
+from core.matrix import EmbeddingMatrix
+from core.progress import ProgressFn
+
+EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+
+
+def add_source(p: argparse.ArgumentParser) -> None:
+    """SOURCE and the options that say how to open it."""
+    p.add_argument("source", metavar="SOURCE", help="model folder or file, .pdparams, .npy, word2vec, "
+                   "GloVe, Projector vectors.tsv, or a hub id (org/name)")
+    p.add_argument("--tensor", help="tensor or key to read (default: the input embedding)")
+    p.add_argument("--vocab", help="vocabulary file or tokenizer folder ('rows' for row numbers)")
+    p.add_argument("--limit", type=int, help="read only the first N rows (word2vec/GloVe)")
+
+
+def add_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def open_source(args: argparse.Namespace, which: str = "source") -> EmbeddingMatrix:
+    return load(getattr(args, which), tensor=getattr(args, "tensor", None),
+                vocab=getattr(args, "vocab", None), limit=getattr(args, "limit", None))
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe: NaN/Inf become null, numpy scalars become Python numbers."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def emit(args: argparse.Namespace, payload: dict[str, Any], text: Callable[[], str]) -> None:
+    """Print ``payload`` as JSON with ``--json``, else the human-readable ``text()``."""
+    if getattr(args, "json", False):
+        sys.stdout.write(json.dumps(_clean(payload), ensure_ascii=False, allow_nan=False) + "\n")
+    else:
+        sys.stdout.write(text().rstrip("\n") + "\n")
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> int:
+    sys.stderr.write(f"embedscope: error: {message}\n")
+    return code
+
+
+@contextmanager
+def progress_bar(desc: str) -> Iterator[ProgressFn]:
+    """A progress callback drawing a bar on stderr (silent when stderr is not a terminal)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=1000, desc=desc, file=sys.stderr, disable=not sys.stderr.isatty(), leave=False)
+
+    def update(fraction: float, message: str) -> None:
+        bar.n = int(fraction * 1000)
+        bar.set_postfix_str(message[:40], refresh=True)
+
+    try:
+        yield update
+    finally:
+        bar.close()

@@ -1,0 +1,60 @@
+"""Embedscope's exception hierarchy.
+
+Every error a user can cause is one of these. Messages name the file, the line or tensor, or the
+parameter, and say what to do; the dashboard shows ``str(err)`` and the CLI prints it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class EmbedscopeError(Exception):
+    """Base class of every error Embedscope raises on purpose."""
+
+
+class FormatError(EmbedscopeError, ValueError):
+    """A file is malformed or not in the format we expected."""
+
+
+class UnsafeFileError(FormatError):
+    """A file asks to run code (a pickle global we do not allow, remote code) and was refused."""
+
+
+class ParameterError(EmbedscopeError, ValueError):
+    """An argument is out of range or inconsistent; the message names the parameter and the rule."""
+
+
+class OfflineError(EmbedscopeError):
+    """A download was needed but the hub cannot be reached or downloads are turned off."""
+
+
+class OutputExistsError(EmbedscopeError, FileExistsError):
+    """An output path exists already and overwriting was not asked for."""
+
+
+class Cancelled(EmbedscopeError):
+    """A long job was cancelled through its cancel check; nothing was written."""
+
+
+class TokenNotFound(EmbedscopeError, KeyError):
+    """A token or word is not in the vocabulary.
+
+    Attributes:
+        token: what was looked up.
+        suggestions: the closest spellings that are in the vocabulary.
+    """
+
+    def __init__(self, token: str, suggestions: Sequence[str] = (), detail: str = "") -> None:
+        self.token = token
+        self.suggestions = list(suggestions)
+        self.detail = detail
+        super().__init__(token)
+
+    def __str__(self) -> str:
+        msg = f"{self.token!r} is not in the vocabulary"
+        if self.detail:
+            msg += f" ({self.detail})"
+        if self.suggestions:
+            msg += "; closest: " + ", ".join(repr(s) for s in self.suggestions)
+        return msg

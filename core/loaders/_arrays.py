@@ -1,0 +1,74 @@
+"""Bare arrays with a vocabulary beside them: PaddlePaddle ``.pdparams`` and numpy ``.npy``."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import FormatError, UnsafeFileError
+from core.loaders._common import source_key, vocab_for
+from core.loaders._paddle import load_pdparams
+from core.matrix import EmbeddingMatrix, Provenance
+
+_PADDLE_KEYS = (r"^weight$", r"word_embeddings\.weight$", r"embedding.*\.weight$", r"embed.*weight$")
+
+
+def _float32(a: np.ndarray) -> np.ndarray:
+    return a if a.dtype == np.float32 else a.astype(np.float32)
+
+
+def _choose_key(arrays: dict[str, np.ndarray], tensor: str | None, path: Path) -> str:
+    two_d = [k for k, v in arrays.items() if v.ndim == 2]
+    if tensor is not None:
+        if tensor in arrays:
+            return tensor
+        raise FormatError(f"{path}: no array named {tensor!r}; 2-D arrays here: {', '.join(two_d[:12]) or 'none'}")
+    for pat in _PADDLE_KEYS:
+        hits = [k for k in two_d if re.search(pat, k)]
+        if hits:
+            return min(hits, key=len)
+    if len(two_d) == 1:
+        return two_d[0]
+    raise FormatError(f"{path}: could not tell which array is the embedding; name it with tensor=. "
+                      f"2-D arrays: {', '.join(two_d[:12]) or 'none'}")
+
+
+def load_pdparams_matrix(path: Path, tensor: str | None = None,
+                         vocab: str | os.PathLike[str] | None = None) -> EmbeddingMatrix:
+    """The embedding in a ``.pdparams`` state dict, read without paddle."""
+    arrays = load_pdparams(path)
+    key = _choose_key(arrays, tensor, path)
+    a = arrays[key]
+    if a.ndim != 2 or not np.issubdtype(a.dtype, np.floating):
+        raise FormatError(f"{path}: array {key!r} is {a.dtype} with shape {list(a.shape)}; expected a 2-D float "
+                          "embedding")
+    v = vocab_for(path.parent, a.shape[0], vocab, f"array {key!r} in {path}")
+    prov = Provenance(format="pdparams", path=str(path), tensor=key, dtype=str(a.dtype),
+                      file_bytes=path.stat().st_size, vocab_source=v.source,
+                      candidates=tuple(k for k, x in arrays.items() if x.ndim == 2), notes=v.notes,
+                      key=source_key([path], "pdparams", key, str(vocab)))
+    return EmbeddingMatrix(_float32(a), v.tokens, tokenizer=v.tokenizer, provenance=prov,
+                           unassigned_from=v.unassigned_from)
+
+
+def load_npy(path: Path, vocab: str | os.PathLike[str] | None = None) -> EmbeddingMatrix:
+    """A 2-D ``.npy`` array, memory-mapped, never unpickled."""
+    try:
+        a = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as err:
+        if "pickle" in str(err).lower():
+            raise UnsafeFileError(f"{path}: the array holds Python objects, which would need unpickling; "
+                                  "refused") from err
+        raise FormatError(f"{path}: not a readable .npy file ({err})") from err
+    except (OSError, EOFError) as err:
+        raise FormatError(f"{path}: not a readable .npy file, or truncated ({err})") from err
+    if a.ndim != 2 or not np.issubdtype(a.dtype, np.floating):
+        raise FormatError(f"{path}: holds {a.dtype} with shape {list(a.shape)}; expected a 2-D float matrix")
+    v = vocab_for(path.parent, a.shape[0], vocab, str(path))
+    prov = Provenance(format="npy", path=str(path), dtype=str(a.dtype), file_bytes=path.stat().st_size,
+                      vocab_source=v.source, notes=v.notes, key=source_key([path], "npy", str(vocab)))
+    return EmbeddingMatrix(_float32(a), v.tokens, tokenizer=v.tokenizer, provenance=prov,
+                           unassigned_from=v.unassigned_from)

@@ -1,0 +1,161 @@
+"""Pieces every loader shares: cache keys, vocabulary files, row-number tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.errors import FormatError
+from core.tokens import HFTokenizer, Tokenizer
+
+
+def source_key(paths: Iterable[Path], *options: object) -> str:
+    """A cheap identity for caches: each file's resolved path, size and mtime, plus the options."""
+    h = hashlib.blake2b(digest_size=10)
+    for p in sorted({Path(p).resolve() for p in paths}):
+        st = p.stat()
+        h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\0".encode("utf-8", "surrogatepass"))
+    h.update(repr(options).encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
+def total_bytes(paths: Iterable[Path]) -> int:
+    return sum(os.stat(p).st_size for p in set(paths))
+
+
+def row_tokens(n: int) -> list[str]:
+    """Tokens for a matrix without a vocabulary: the row numbers as strings."""
+    return [str(i) for i in range(n)]
+
+
+def read_vocab_file(path: Path) -> list[str]:
+    """Tokens from ``vocab.txt`` (one a line) or a PaddleNLP/HF-style ``vocab.json``.
+
+    ``vocab.json`` may hold ``idx_to_token`` (a list), ``token_to_idx`` (a mapping), or be a plain
+    token → id mapping.
+
+    Raises:
+        FormatError: unreadable file, ids with gaps, or duplicate tokens (naming the line).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise FormatError(f"{path}: not UTF-8 text (byte {err.start}); vocabulary files must be UTF-8") from err
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except ValueError as err:
+            raise FormatError(f"{path}: not valid JSON ({err})") from err
+        if isinstance(data, dict) and isinstance(data.get("idx_to_token"), list):
+            tokens = [str(t) for t in data["idx_to_token"]]
+        else:
+            mapping = data.get("token_to_idx", data) if isinstance(data, dict) else None
+            if not isinstance(mapping, dict) or not all(isinstance(v, int) for v in mapping.values()):
+                raise FormatError(f"{path}: expected idx_to_token (a list), token_to_idx (a mapping) or a "
+                                  "token → id mapping")
+            tokens = [""] * len(mapping)
+            for tok, idx in mapping.items():
+                if not 0 <= idx < len(mapping) or tokens[idx]:
+                    raise FormatError(f"{path}: token {tok!r} has id {idx}; ids must be 0..{len(mapping) - 1}, "
+                                      "each used once")
+                tokens[idx] = str(tok)
+    else:
+        tokens = text.split("\n")
+        if tokens and tokens[-1] == "":
+            tokens.pop()
+        tokens = [t[:-1] if t.endswith("\r") else t for t in tokens]
+    seen: dict[str, int] = {}
+    for i, t in enumerate(tokens):
+        if t in seen:
+            raise FormatError(f"{path}: line {i + 1}: token {t!r} repeats line {seen[t] + 1}; "
+                              "each token must appear once")
+        seen[t] = i
+    return tokens
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """Tokens for a matrix, with the tokenizer and where they came from."""
+
+    tokens: list[str]
+    tokenizer: Tokenizer | None
+    source: str
+    notes: tuple[str, ...] = ()
+    unassigned_from: int | None = None
+
+
+def vocab_from_tokenizer(tok: Tokenizer, rows: int) -> Vocab:
+    tokens, first = fit_vocab(tok, rows)
+    notes: tuple[str, ...] = ()
+    if first is not None:
+        notes = (f"rows {first}..{rows - 1} have no token in the tokenizer (padding rows)",)
+    extra = sum(1 for i in tok.vocab().values() if i >= rows)
+    if extra:
+        notes += (f"{extra} tokenizer ids are past the matrix's {rows} rows",)
+    return Vocab(tokens, tok, tok.source, notes, first)
+
+
+def vocab_for(folder: Path, rows: int, vocab: str | os.PathLike[str] | None, label: str) -> Vocab:
+    """Tokens (and tokenizer, when there is one) for a matrix of ``rows`` rows found in ``folder``.
+
+    Looks at ``vocab`` first, then ``tokenizer.json``/``vocab.txt``/``vocab.json`` beside the file.
+    Without any, tokens are the row numbers and a note says so.
+    """
+    if vocab is not None:
+        vpath = Path(vocab)
+        if not vpath.exists():
+            raise FormatError(f"vocab={vpath}: no such file or folder")
+        if vpath.is_dir() or vpath.name == "tokenizer.json":
+            tok = HFTokenizer.from_folder(vpath if vpath.is_dir() else vpath.parent)
+            if tok is None:
+                raise FormatError(f"vocab={vpath}: the folder has no tokenizer.json, vocab.txt or vocab.json")
+            return vocab_from_tokenizer(tok, rows)
+        tokens = read_vocab_file(vpath)
+        check_count(tokens, rows, vpath, label)
+        return Vocab(tokens, None, vpath.name)
+    if (folder / "tokenizer.json").is_file():
+        tok = HFTokenizer.from_folder(folder)
+        assert tok is not None
+        return vocab_from_tokenizer(tok, rows)
+    for name in ("vocab.txt", "vocab.json"):
+        if (folder / name).is_file():
+            tokens = read_vocab_file(folder / name)
+            check_count(tokens, rows, folder / name, label)
+            return Vocab(tokens, None, name)
+    return Vocab(row_tokens(rows), None, "row numbers", (
+        "no vocabulary file was found, so tokens are the row numbers; pass vocab= (vocab.txt or vocab.json)",))
+
+
+def check_count(tokens: Sequence[str], rows: int, vpath: Path, label: str) -> None:
+    if len(tokens) != rows:
+        raise FormatError(f"{vpath} has {len(tokens)} tokens but {label} has {rows} rows; "
+                          "they must match one to one")
+
+
+def fit_vocab(tok: Tokenizer, rows: int) -> tuple[list[str], int | None]:
+    """Tokens for ``rows`` rows from a tokenizer's vocabulary.
+
+    Rows past the tokenizer's vocabulary (padding rows) get placeholder names; ids past the matrix are
+    left out (lookups that reach them report it).
+
+    Returns:
+        tokens, and the first unassigned row (or None when every row has a token).
+    """
+    v = tok.vocab()
+    tokens: list[str | None] = [None] * rows
+    for t, i in v.items():
+        if 0 <= i < rows:
+            tokens[i] = t
+    unassigned = [i for i, t in enumerate(tokens) if t is None]
+    taken = set(v)
+    for i in unassigned:
+        name = f"[row {i}]"
+        while name in taken:
+            name += "'"
+        tokens[i] = name
+    first = unassigned[0] if unassigned and unassigned == list(range(unassigned[0], rows)) else None
+    return [str(t) for t in tokens], first

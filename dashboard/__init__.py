@@ -1,0 +1,1 @@
+"""Embedscope's Streamlit dashboard: a thin layer over :mod:`core`."""

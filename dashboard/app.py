@@ -1,0 +1,95 @@
+"""Embedscope dashboard: ``streamlit run dashboard/app.py``.
+
+The sidebar says which matrix is open (the bundled demo first); each page reads it from the session and
+calls ``core``. Pages are listed here once; a page file that is not there yet is left out.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+ROOT = Path(__file__).resolve().parent
+if str(ROOT.parent) not in sys.path:  # `streamlit run dashboard/app.py` from a source checkout
+    sys.path.insert(0, str(ROOT.parent))
+
+from core.errors import EmbedscopeError  # noqa: E402
+from dashboard import cached, state  # noqa: E402
+
+#: (file, title, icon, section) of every page, in menu order.
+PAGES = [
+    ("pages/overview.py", "Overview", ":material/dashboard:", "Inspect"),
+    ("pages/lookup.py", "Token lookup", ":material/search:", "Inspect"),
+    ("pages/neighbours.py", "Neighbours & analogies", ":material/hub:", "Similarity"),
+    ("pages/heatmap.py", "Similarity heatmap", ":material/grid_on:", "Similarity"),
+    ("pages/benchmarks.py", "Benchmarks", ":material/leaderboard:", "Similarity"),
+    ("pages/projection.py", "Projection", ":material/scatter_plot:", "Space"),
+    ("pages/export.py", "Export", ":material/download:", "Space"),
+    ("pages/health.py", "Health", ":material/health_and_safety:", "Audit"),
+    ("pages/finetune.py", "Fine-tune", ":material/model_training:", "Change"),
+    ("pages/compare.py", "Compare", ":material/compare_arrows:", "Change"),
+]
+
+
+def _sidebar() -> None:
+    st.sidebar.title("Embedscope")
+    specs = state.opened()
+    current = state.current()
+    choice = st.sidebar.selectbox("Matrix", specs, index=specs.index(current) if current in specs else 0,
+                                  format_func=lambda s: s.title, key="sidebar.matrix")
+    if choice != current:
+        state.set_current(choice)
+    with st.sidebar.expander("Open another matrix", expanded=False):
+        kind = st.radio("From", ["Local path", "Upload", "Hugging Face hub"], key="open.kind",
+                        horizontal=True)
+        value = ""
+        if kind == "Local path":
+            value = st.text_input("File or folder", key="open.path",
+                                  help="a model folder, model.safetensors, pytorch_model.bin, .pdparams, "
+                                       ".npy, word2vec/GloVe text or binary, or a Projector vectors.tsv")
+        elif kind == "Upload":
+            files = st.file_uploader("Files (weights + tokenizer, or vectors.tsv + metadata.tsv)",
+                                     accept_multiple_files=True, key="open.upload")
+            if files:
+                from core._io import save_uploads
+
+                try:
+                    value = str(save_uploads(((f.name, f.getvalue()) for f in files), cached.upload_root()))
+                except EmbedscopeError as err:
+                    st.error(str(err))
+                if len(files) == 1 and value:
+                    value = str(Path(value) / files[0].name)
+        else:
+            value = st.text_input("Hub id", placeholder="sentence-transformers/all-MiniLM-L6-v2",
+                                  key="open.hub", help="downloads only weights and tokenizer files")
+        tensor = st.text_input("Tensor (optional)", key="open.tensor",
+                               help="e.g. lm_head.weight for the output embedding of an untied model")
+        vocab = st.text_input("Vocabulary (optional)", key="open.vocab",
+                              help="vocab.txt / vocab.json / tokenizer folder; for TSV, the metadata.tsv")
+        if st.button("Open", key="open.go", disabled=not value, type="primary"):
+            spec = state.SourceSpec(
+                kind={"Local path": "path", "Upload": "upload", "Hugging Face hub": "hub"}[kind],
+                value=value.strip(), tensor=tensor.strip() or None, vocab=vocab.strip() or None,
+                label=(Path(value).name if kind != "Hugging Face hub" else value.strip()))
+            try:
+                cached.matrix(spec)
+            except EmbedscopeError as err:
+                st.error(str(err))
+            else:
+                state.set_current(spec)
+                st.rerun()
+
+
+def main() -> None:
+    st.set_page_config(page_title="Embedscope", page_icon=":material/blur_on:", layout="wide")
+    _sidebar()
+    sections: dict[str, list[st.Page]] = {}
+    for file, title, icon, section in PAGES:
+        if (ROOT / file).is_file():
+            sections.setdefault(section, []).append(st.Page(str(ROOT / file), title=title, icon=icon))
+    st.navigation(sections).run()
+
+
+main()

@@ -1,0 +1,50 @@
+"""Overview: where the matrix came from, its statistics, its row norms and dimensions."""
+
+from __future__ import annotations
+
+import collections
+
+import pandas as pd
+import streamlit as st
+
+from core import charts
+from dashboard import cached
+from dashboard.ui import current_matrix
+
+m = current_matrix()
+p = m.provenance
+key = cached.key_of(m)
+st.title("Overview")
+st.caption(f"{m.shape[0]:,} tokens × {m.dim} dimensions · {p.format}")
+
+left, right = st.columns([3, 2])
+with left:
+    st.subheader("Where it came from")
+    facts = {
+        "format": p.format, "file": p.path, "tensor": p.tensor or "—", "dtype in file": p.dtype,
+        "vocabulary size": f"{len(m):,}", "dimensions": m.dim, "bytes read": f"{p.file_bytes:,}",
+        "vocabulary from": p.vocab_source or "—", "tokenizer": m.tokenizer.scheme,
+        "tied input/output": {True: "yes", False: "no", None: "—"}[p.tied], "fingerprint": m.fingerprint,
+    }
+    st.table(pd.DataFrame({"": list(facts.values())}, index=list(facts)).astype(str))
+    for note in p.notes:
+        st.info(note)
+with right:
+    s = cached.summary(m, key)
+    st.subheader("Statistics")
+    a, b = st.columns(2)
+    a.metric("mean", f"{s.mean:+.5f}")
+    b.metric("std", f"{s.std:.5f}")
+    a.metric("min", f"{s.min:+.4f}")
+    b.metric("max", f"{s.max:+.4f}")
+    a.metric("median row norm", f"{s.norm_median:.4f}")
+    b.metric("norm range", f"{s.norm_min:.3f} – {s.norm_max:.3f}")
+    if s.nonfinite:
+        st.error(f"{s.nonfinite:,} values are NaN or Inf; the Health page lists the rows.")
+    kinds = collections.Counter(m.kinds)
+    st.dataframe(pd.DataFrame(sorted(kinds.items(), key=lambda kv: -kv[1]), columns=["kind", "tokens"]),
+                 hide_index=True, width="stretch")
+
+st.altair_chart(charts.norm_histogram(m.norms), width="stretch")
+mean, std = cached.per_dimension(m, key)
+st.altair_chart(charts.dimension_profile(mean, std), width="stretch")
