@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -89,7 +89,7 @@ class EmbeddingMatrix:
         *,
         tokenizer: Tokenizer | None = None,
         provenance: Provenance | None = None,
-        metadata: dict[str, Sequence[str]] | None = None,
+        metadata: Mapping[str, Sequence[str]] | None = None,
         unassigned_from: int | None = None,
     ) -> None:
         if vectors.ndim != 2:
@@ -264,8 +264,8 @@ class EmbeddingMatrix:
 
         df = pd.DataFrame({"id": np.arange(len(self)), "token": self.index_to_key, "kind": self.kinds})
         for col, values in self._extra_metadata.items():
-            if col not in df.columns:
-                df[col] = values
+            # a file's own column never hides ours: "kind" from a metadata.tsv becomes "kind (file)"
+            df[col if col not in ("id", "token", "kind") else f"{col} (file)"] = values
         return df
 
     @property

@@ -91,19 +91,19 @@ class HFTokenizer(Tokenizer):
         self._tok = tok
         self.source = source
         self._vocab: dict[str, int] | None = None
-        spec = json.loads(tok.to_str())
-        model = spec.get("model") or {}
-        mtype = str(model.get("type", ""))
-        shape = json.dumps([spec.get("pre_tokenizer"), spec.get("decoder"), spec.get("normalizer")])
+        # Read the pieces' configs from the small component states, not the whole serialised vocabulary.
+        mtype = type(tok.model).__name__
+        shape = b" ".join(c.__getstate__() for c in (tok.pre_tokenizer, tok.decoder, tok.normalizer)
+                          if c is not None).decode("utf-8", "replace")
         if mtype == "WordPiece":
             self.scheme = "wordpiece"
-        elif mtype == "Unigram" or "Metaspace" in shape or "\u2581" in shape or "▁" in shape:
+        elif mtype == "Unigram" or "Metaspace" in shape or "\\u2581" in shape or "▁" in shape:
             self.scheme = "sentencepiece"
         elif mtype == "BPE":
             self.scheme = "bytelevel-bpe" if "ByteLevel" in shape else "bpe"
         else:
             self.scheme = "wordlevel"
-        self._unk = unk_token or model.get("unk_token")
+        self._unk = unk_token or getattr(tok.model, "unk_token", None)
         self._special = frozenset(
             t.content for t in tok.get_added_tokens_decoder().values() if t.special
         )
@@ -144,7 +144,7 @@ class HFTokenizer(Tokenizer):
         return None
 
     def encode(self, text: str, special: bool = False) -> list[Piece]:
-        enc = self._tok.encode(text, add_special_tokens=special)  # type: ignore[attr-defined]
+        enc = self._tok.encode(text, add_special_tokens=special)
         unk = self._unk
         pieces = []
         for tok, id_, (s, e), stm in zip(enc.tokens, enc.ids, enc.offsets, enc.special_tokens_mask,
@@ -157,7 +157,7 @@ class HFTokenizer(Tokenizer):
 
     def vocab(self) -> dict[str, int]:
         if self._vocab is None:
-            self._vocab = dict(self._tok.get_vocab(with_added_tokens=True))  # type: ignore[attr-defined]
+            self._vocab = dict(self._tok.get_vocab(with_added_tokens=True))
         return self._vocab
 
     @property
@@ -169,7 +169,7 @@ class HFTokenizer(Tokenizer):
         return str(self._unk) if self._unk else None
 
     def decode(self, ids: Sequence[int]) -> str:
-        return str(self._tok.decode(list(ids), skip_special_tokens=False))  # type: ignore[attr-defined]
+        return str(self._tok.decode(list(ids), skip_special_tokens=False))
 
 
 class WordTokenizer(Tokenizer):

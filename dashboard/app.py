@@ -20,16 +20,16 @@ from dashboard import cached, state  # noqa: E402
 
 #: (file, title, icon, section) of every page, in menu order.
 PAGES = [
-    ("pages/overview.py", "Overview", ":material/dashboard:", "Inspect"),
-    ("pages/lookup.py", "Token lookup", ":material/search:", "Inspect"),
-    ("pages/neighbours.py", "Neighbours & analogies", ":material/hub:", "Similarity"),
-    ("pages/heatmap.py", "Similarity heatmap", ":material/grid_on:", "Similarity"),
-    ("pages/benchmarks.py", "Benchmarks", ":material/leaderboard:", "Similarity"),
-    ("pages/projection.py", "Projection", ":material/scatter_plot:", "Space"),
-    ("pages/export.py", "Export", ":material/download:", "Space"),
-    ("pages/health.py", "Health", ":material/health_and_safety:", "Audit"),
-    ("pages/finetune.py", "Fine-tune", ":material/model_training:", "Change"),
-    ("pages/compare.py", "Compare", ":material/compare_arrows:", "Change"),
+    ("views/overview.py", "Overview", ":material/dashboard:", "Inspect"),
+    ("views/lookup.py", "Token lookup", ":material/search:", "Inspect"),
+    ("views/neighbours.py", "Neighbours & analogies", ":material/hub:", "Similarity"),
+    ("views/heatmap.py", "Similarity heatmap", ":material/grid_on:", "Similarity"),
+    ("views/benchmarks.py", "Benchmarks", ":material/leaderboard:", "Similarity"),
+    ("views/projection.py", "Projection", ":material/scatter_plot:", "Space"),
+    ("views/export.py", "Export", ":material/download:", "Space"),
+    ("views/health.py", "Health", ":material/health_and_safety:", "Audit"),
+    ("views/finetune.py", "Fine-tune", ":material/model_training:", "Change"),
+    ("views/compare.py", "Compare", ":material/compare_arrows:", "Change"),
 ]
 
 

@@ -19,7 +19,7 @@ from core.charts._finetune import *  # noqa: F403
 from core.charts._projection import *  # noqa: F403
 from core.charts._similarity import *  # noqa: F403
 
-__all__ = [  # noqa: PLE0604
+__all__ = [
     "MAX_ROWS",
     "dimension_profile",
     "norm_histogram",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from core import stats
 from core.cli._common import add_json, add_source, emit, open_source
@@ -43,7 +44,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_lookup(args: argparse.Namespace) -> int:
     m = open_source(args)
     pieces = m.lookup(args.text, special=args.special, strict=not args.allow_unknown)
-    rows = [{"token": pc.token, "id": pc.id, "norm": float(m.norms[pc.id]) if pc.id >= 0 else None,
+    rows: list[dict[str, Any]] = [{"token": pc.token, "id": pc.id, "norm": float(m.norms[pc.id]) if pc.id >= 0 else None,
              "vector": m.vectors[pc.id].astype(float).tolist() if pc.id >= 0 else None,
              "unknown": pc.unknown, "special": pc.special} for pc in pieces]
 

@@ -96,7 +96,8 @@ def load(
     """Open an embedding matrix from a file, a folder, or a Hugging Face hub id.
 
     Args:
-        source: ``"demo"`` (the bundled MiniLM), a model folder or weights file, a ``.pdparams``/``.npy`` file, a word2vec/GloVe file, a
+        source: ``"demo"`` (the bundled MiniLM), a model folder or weights file, a ``.pdparams`` or
+            ``.npy`` file, a word2vec/GloVe file, a
             Projector ``vectors.tsv`` (or a folder holding one), or a hub id such as ``org/name``.
         tensor: the tensor or key to read (default: the input embedding, found by name and config).
         vocab: a vocabulary file or tokenizer folder to use instead of the one beside the weights;

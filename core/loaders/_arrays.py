@@ -59,7 +59,7 @@ def load_npy(path: Path, vocab: str | os.PathLike[str] | None = None) -> Embeddi
     try:
         a = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as err:
-        if "pickle" in str(err).lower():
+        if "pickle" in str(err).lower() or "python objects" in str(err).lower():
             raise UnsafeFileError(f"{path}: the array holds Python objects, which would need unpickling; "
                                   "refused") from err
         raise FormatError(f"{path}: not a readable .npy file ({err})") from err

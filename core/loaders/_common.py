@@ -93,7 +93,8 @@ def vocab_from_tokenizer(tok: Tokenizer, rows: int) -> Vocab:
     notes: tuple[str, ...] = ()
     if first is not None:
         notes = (f"rows {first}..{rows - 1} have no token in the tokenizer (padding rows)",)
-    extra = sum(1 for i in tok.vocab().values() if i >= rows)
+    extra = 0 if first is None and len(tokens) == len(tok.vocab()) else sum(
+        1 for i in tok.vocab().values() if i >= rows)
     if extra:
         notes += (f"{extra} tokenizer ids are past the matrix's {rows} rows",)
     return Vocab(tokens, tok, tok.source, notes, first)
@@ -146,6 +147,9 @@ def fit_vocab(tok: Tokenizer, rows: int) -> tuple[list[str], int | None]:
         tokens, and the first unassigned row (or None when every row has a token).
     """
     v = tok.vocab()
+    if len(v) == rows and max(v.values(), default=-1) == rows - 1:  # the common case: ids are exactly 0..n-1
+        by_id = sorted(v, key=v.__getitem__)
+        return by_id, None
     tokens: list[str | None] = [None] * rows
     for t, i in v.items():
         if 0 <= i < rows:

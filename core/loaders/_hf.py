@@ -10,6 +10,7 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -78,8 +79,7 @@ def _weight_files(path: Path) -> tuple[Path, list[Path], str]:
             return folder, [path], "meta-pth"
         return folder, [path], "pytorch-bin"
     folder = path
-    for index_name, fmt in (("model.safetensors.index.json", "safetensors-sharded"),
-                            ("pytorch_model.bin.index.json", "pytorch-bin")):
+    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         if (folder / index_name).is_file():
             return _weight_files(folder / index_name)
     if (folder / "model.safetensors").is_file():
@@ -102,20 +102,24 @@ def _table(files: list[Path], fmt: str) -> dict[str, _Entry]:
         for f in files:
             for name, info in st.read_header(f).items():
                 table[name] = _Entry(name, info.shape, info.numpy_dtype,
-                                     (lambda i=info: st.read_tensor(i)), f)
+                                     partial(st.read_tensor, info), f)
         return table
     for f in files[:1] if fmt != "meta-pth" else files:
         sd = _torch.load_state_dict(f)
         for name, t in sd.items():
             key = name if fmt != "meta-pth" or len(files) == 1 else f"{name}@{f.name}"
             table[key] = _Entry(key, _torch.shape_of(t), _torch.dtype_name(t),
-                                (lambda t=t, f=f, n=name: _torch.to_float32(t, f, n)), f)
+                                partial(_torch.to_float32, t, f, name), f)
     if fmt == "pytorch-bin" and len(files) > 1:
         for f in files[1:]:
             for name, t in _torch.load_state_dict(f).items():
                 table[name] = _Entry(name, _torch.shape_of(t), _torch.dtype_name(t),
-                                     (lambda t=t, f=f, n=name: _torch.to_float32(t, f, n)), f)
+                                     partial(_torch.to_float32, t, f, name), f)
     return table
+
+
+def _concat(parts: list[_Entry], axis: int) -> np.ndarray:
+    return np.concatenate([p.read() for p in parts], axis=axis)
 
 
 def _merge_meta_shards(table: dict[str, _Entry], files: list[Path]) -> dict[str, _Entry]:
@@ -130,7 +134,7 @@ def _merge_meta_shards(table: dict[str, _Entry], files: list[Path]) -> dict[str,
         shape = list(parts[0].shape)
         shape[axis] = sum(p.shape[axis] for p in parts)
         joined[base] = _Entry(base, tuple(shape), parts[0].dtype,
-                              (lambda ps=parts, a=axis: np.concatenate([p.read() for p in ps], axis=a)),
+                              partial(_concat, parts, axis),
                               files[0])
     return joined or table
 

@@ -47,7 +47,7 @@ def load_pdparams(path: Path) -> dict[str, np.ndarray]:
     """
     try:
         with path.open("rb") as f:
-            obj = _ArraysOnly(f, path).load()  # type: ignore[arg-type]
+            obj = _ArraysOnly(f, path).load()
     except UnsafeFileError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,

@@ -7,6 +7,7 @@ are memory-mapped without a copy; F16/BF16/F64 are converted to float32 in chunk
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -94,7 +95,7 @@ def read_header(path: Path) -> dict[str, TensorInfo]:
         spans.append((b, e, name))
         out[name] = TensorInfo(name, dtype, tuple(shape), path, data_start + b, data_start + e)
     spans.sort()
-    for (b1, e1, n1), (b2, _e2, n2) in zip(spans, spans[1:], strict=False):
+    for (b1, e1, n1), (b2, _e2, n2) in itertools.pairwise(spans):
         if b2 < e1:
             raise FormatError(f"{path}: tensors {n1!r} and {n2!r} overlap in the file (offsets "
                               f"{b1}-{e1} and {b2}-); refusing a corrupt or crafted file")

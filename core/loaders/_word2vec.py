@@ -48,12 +48,13 @@ def sniff(path: Path) -> str | None:
     rest = head[nl + 1:]
     line_end = rest.find(b"\n")
     second = rest[: line_end if line_end >= 0 else len(rest)]
+    # A text file's second line is a word and d numbers; a binary file's bytes almost never are.
+    parts = second.rstrip(b"\r").split()
     try:
-        fields = second.decode("utf-8").split()
-        if len(fields) == d + 1:
-            [float(x) for x in fields[1:]]
+        if len(parts) == d + 1:
+            [float(x) for x in parts[1:]]
             return "word2vec-text"
-    except (UnicodeDecodeError, ValueError):
+    except ValueError:
         pass
     return "word2vec-binary"
 
@@ -108,6 +109,21 @@ def _scan_for_error(data: bytes, path: Path, d: int, first_line_no: int) -> Form
     return FormatError(f"{path}: could not be parsed as a word2vec/GloVe text file")
 
 
+def _parse_slow(data: bytes, path: Path, d: int, first_line_no: int) -> tuple[list[bytes], np.ndarray]:
+    """Line-by-line parse for what Arrow rejects but Python reads (``inf``, ``nan`` spellings)."""
+    raw: list[bytes] = []
+    rows: list[list[float]] = []
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue
+        fields = line.rstrip(b"\r").rstrip(b" ").split(b" ")
+        if len(fields) != d + 1:
+            raise _scan_for_error(data, path, d, first_line_no)
+        raw.append(fields[0])
+        rows.append([float(v) for v in fields[1:]])
+    return raw, np.asarray(rows, dtype=np.float32).reshape(len(rows), d)
+
+
 def _parse_text(data: bytes, path: Path, d: int, first_line_no: int) -> tuple[list[bytes], np.ndarray]:
     import pyarrow as pa
     import pyarrow.csv as pcsv
@@ -133,7 +149,10 @@ def _parse_text(data: bytes, path: Path, d: int, first_line_no: int) -> tuple[li
                                                 quoted_strings_can_be_null=False),
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
-        raise _scan_for_error(data, path, d, first_line_no) from err
+        try:
+            return _parse_slow(data, path, d, first_line_no)
+        except ValueError:
+            raise _scan_for_error(data, path, d, first_line_no) from err
     if trailing and table.column(names[-1]).null_count == 0:
         extra = table.column(names[-1])
         if any(v for v in extra.to_pylist()[:1000]):
@@ -142,8 +161,11 @@ def _parse_text(data: bytes, path: Path, d: int, first_line_no: int) -> tuple[li
     out_t = np.empty((d, n), dtype=np.float32)
     for i in range(d):
         col = table.column(i + 1)
-        if col.null_count:
-            raise _scan_for_error(data, path, d, first_line_no)
+        if col.null_count:  # Arrow reads "nan" as a missing value: let the line parser decide
+            try:
+                return _parse_slow(data, path, d, first_line_no)
+            except ValueError:
+                raise _scan_for_error(data, path, d, first_line_no) from None
         out_t[i] = col.to_numpy()
     raw = table.column(0).to_pylist()
     return raw, np.ascontiguousarray(out_t.T)

@@ -1,0 +1,57 @@
+"""Statistics against numpy/scipy on the raw array, and chart builders through to_dict()."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cosine as scipy_cosine
+
+import core
+from core import charts, stats
+
+
+def test_per_dimension_matches_numpy(demo: core.EmbeddingMatrix, demo_weights: np.ndarray) -> None:
+    mean, std = stats.per_dimension(demo)
+    assert np.allclose(mean, demo_weights.astype(np.float64).mean(axis=0), atol=1e-10)
+    assert np.allclose(std, demo_weights.astype(np.float64).std(axis=0), rtol=1e-6)
+
+
+def test_nonfinite_rows_are_counted_not_averaged() -> None:
+    a = np.array([[1.0, 2.0], [np.nan, 4.0], [np.inf, 0.0]], dtype=np.float32)
+    s = stats.summary(core.EmbeddingMatrix(a, ["a", "b", "c"]))
+    assert s.nonfinite == 2
+    assert s.mean == pytest.approx(np.mean([1.0, 2.0, 4.0, 0.0]))
+
+
+def test_cosine_and_top_dims(demo: core.EmbeddingMatrix) -> None:
+    a, b = np.asarray(demo["hello"]), np.asarray(demo["hi"])
+    assert stats.cosine(a, b) == pytest.approx(1 - scipy_cosine(a, b), abs=1e-6)
+    top = stats.top_dims(a, 5)
+    assert [d for d, _ in top] == list(np.argsort(-np.abs(a))[:5])
+    cm = stats.cosine_matrix(np.stack([a, b]))
+    assert cm[0, 1] == pytest.approx(1 - scipy_cosine(a, b), abs=1e-6)
+
+
+def test_norm_histogram_is_binned(demo: core.EmbeddingMatrix) -> None:
+    spec = charts.norm_histogram(demo.norms, bins=40).to_dict()
+    assert spec["mark"]["type"] == "bar"
+    assert spec["encoding"]["x"]["field"] == "start" and spec["encoding"]["y"]["field"] == "rows"
+    values = spec["datasets"][next(iter(spec["datasets"]))]
+    assert len(values) == 40
+    assert sum(v["rows"] for v in values) == len(demo)
+
+
+def test_vector_lines_and_top_dims_charts(demo: core.EmbeddingMatrix) -> None:
+    spec = charts.vector_lines({"hello": np.asarray(demo["hello"])}, first=100).to_dict()
+    assert spec["mark"]["type"] == "line"
+    assert spec["encoding"]["color"]["field"] == "token"
+    assert len(spec["datasets"][next(iter(spec["datasets"]))]) == 100
+    bar = charts.top_dims_bar(stats.top_dims(np.asarray(demo["hello"]), 10)).to_dict()
+    assert bar["mark"]["type"] == "bar" and bar["encoding"]["x"]["field"] == "dim"
+
+
+def test_heatmap_and_profile_layers() -> None:
+    spec = charts.similarity_heatmap(["a", "b"], np.eye(2)).to_dict()
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["rect", "text"]
+    prof = charts.dimension_profile(np.zeros(4), np.ones(4)).to_dict()
+    assert [layer["mark"]["type"] for layer in prof["layer"]] == ["area", "line"]
