@@ -29,6 +29,10 @@ class OfflineError(EmbedscopeError):
     """A download was needed but the hub cannot be reached or downloads are turned off."""
 
 
+class PathNotAllowed(EmbedscopeError, PermissionError):
+    """A path lies outside the folders the operator allowed."""
+
+
 class OutputExistsError(EmbedscopeError, FileExistsError):
     """An output path exists already and overwriting was not asked for."""
 

@@ -16,7 +16,8 @@ if str(ROOT.parent) not in sys.path:  # `streamlit run dashboard/app.py` from a 
     sys.path.insert(0, str(ROOT.parent))
 
 from core.errors import EmbedscopeError  # noqa: E402
-from dashboard import cached, state  # noqa: E402
+from core.loaders._hub import hub_disabled  # noqa: E402
+from dashboard import auth, cached, state  # noqa: E402
 
 #: (file, title, icon, section) of every page, in menu order.
 PAGES = [
@@ -42,8 +43,8 @@ def _sidebar() -> None:
     if choice != current:
         state.set_current(choice)
     with st.sidebar.expander("Open another matrix", expanded=False):
-        kind = st.radio("From", ["Local path", "Upload", "Hugging Face hub"], key="open.kind",
-                        horizontal=True)
+        kinds = ["Local path", "Upload"] + ([] if hub_disabled() else ["Hugging Face hub"])
+        kind = st.radio("From", kinds, key="open.kind", horizontal=True)
         value = ""
         if kind == "Local path":
             value = st.text_input("File or folder", key="open.path",
@@ -84,6 +85,7 @@ def _sidebar() -> None:
 
 def main() -> None:
     st.set_page_config(page_title="Embedscope", page_icon=":material/blur_on:", layout="wide")
+    auth.gate()
     _sidebar()
     sections: dict[str, list[st.Page]] = {}
     for file, title, icon, section in PAGES:

@@ -14,6 +14,7 @@ import streamlit as st
 
 import core
 from core import stats
+from core.access import check_allowed
 from core.matrix import EmbeddingMatrix
 from dashboard.state import SourceSpec
 
@@ -30,6 +31,12 @@ def upload_root() -> Path:
 def matrix(spec: SourceSpec) -> EmbeddingMatrix:
     """Open ``spec`` once per process; every session shares the read-only result."""
     source: str | Path = core.demo_path() if spec.kind == "demo" else spec.value
+    if spec.kind == "path":
+        source = check_allowed(spec.value)
+        if spec.vocab:
+            check_allowed(spec.vocab)
+    elif spec.kind == "upload":
+        source = check_allowed(spec.value, [upload_root().resolve()])
     return core.load(source, tensor=spec.tensor or None, vocab=spec.vocab or None)
 
 

@@ -43,12 +43,14 @@ def test_lookup_unknown_word(app: AppTest) -> None:
     assert any("not in the vocabulary" in e.value for e in app.error)
 
 
-def test_open_a_bad_path_keeps_the_app_running(app: AppTest, tmp_path: Path) -> None:
+def test_open_a_bad_path_keeps_the_app_running(app: AppTest, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMBEDSCOPE_DATA_ROOTS", str(tmp_path))
     bad = tmp_path / "broken.safetensors"
     bad.write_bytes(b"\x00\x01")
     app.text_input(key="open.path").input(str(bad)).run()
     app.button(key="open.go").click().run()
     assert not app.exception
-    assert any("broken.safetensors" in e.value for e in app.sidebar.error) or any(
-        "broken.safetensors" in e.value for e in app.error)
+    errors = [e.value for e in app.sidebar.error] + [e.value for e in app.error]
+    assert any("broken.safetensors: truncated safetensors file" in e for e in errors), errors
     assert app.title[0].value == "Overview"

@@ -1,0 +1,111 @@
+"""Hostile and malformed input: every byte string ends in a matrix or one of our errors."""
+
+from __future__ import annotations
+
+import pickle
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import core
+from core._io import safe_upload_name, save_uploads
+from core.errors import EmbedscopeError, ParameterError, UnsafeFileError
+
+_FUZZ = settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.too_slow],
+                 derandomize=True)
+
+_number = st.one_of(st.floats(allow_nan=True, allow_infinity=True).map(repr),
+                    st.sampled_from(["nan", "inf", "-inf", "1e400", "NaN", "", "x", "0x10", "1_0"]))
+_word = st.text(min_size=0, max_size=8).map(lambda s: s.replace("\n", ""))
+_line = st.builds(lambda w, nums, sep: w + sep + sep.join(nums), _word, st.lists(_number, max_size=5),
+                  st.sampled_from([" ", "\t", "  "]))
+_text_file = st.builds(lambda header, lines, eol: (header + eol.join(lines)).encode("utf-8", "surrogatepass"),
+                       st.sampled_from(["", "3 2\n", "2 4\n", "0 0\n", "1\n", "a b\n"]), st.lists(_line, max_size=8),
+                       st.sampled_from(["\n", "\r\n"]))
+_bytes = st.one_of(st.binary(max_size=400), _text_file)
+
+
+def _load_bytes(data: bytes, name: str, fmt: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Path(tmp) / name
+        p.write_bytes(data)
+        try:
+            m = core.load(p, format=fmt)
+        except EmbedscopeError:
+            return
+        assert m.vectors.ndim == 2 and len(m.index_to_key) == m.vectors.shape[0]
+
+
+@_FUZZ
+@given(_bytes)
+def test_fuzz_word2vec_text(data: bytes) -> None:
+    _load_bytes(data, "vectors.txt", "word2vec-text")
+
+
+@_FUZZ
+@given(_bytes)
+def test_fuzz_glove(data: bytes) -> None:
+    _load_bytes(data, "glove.txt", "glove")
+
+
+@_FUZZ
+@given(_bytes, st.binary(max_size=200))
+def test_fuzz_projector_tsv(vectors: bytes, metadata: bytes) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "vectors.tsv").write_bytes(vectors.replace(b" ", b"\t"))
+        (Path(tmp) / "metadata.tsv").write_bytes(metadata)
+        try:
+            core.load(Path(tmp))
+        except EmbedscopeError:
+            pass
+
+
+@_FUZZ
+@given(st.binary(max_size=300))
+def test_fuzz_word2vec_binary(data: bytes) -> None:
+    _load_bytes(b"3 2\n" + data, "vectors.bin", "word2vec-binary")
+
+
+def test_ten_megabyte_line(tmp_path: Path) -> None:
+    p = tmp_path / "long.txt"
+    p.write_bytes(b"2 3\nok 1 2 3\n" + b"w" + b" 1" * 5_000_000 + b"\n")
+    with pytest.raises(EmbedscopeError, match="line 3"):
+        core.load(p)
+
+
+def test_pickle_payload_in_meta_pth(tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+
+    class Evil:
+        def __reduce__(self):  # type: ignore[no-untyped-def]
+            return (open, (str(canary), "w"))
+
+    folder = tmp_path / "meta"
+    folder.mkdir()
+    (folder / "consolidated.00.pth").write_bytes(pickle.dumps({"tok_embeddings.weight": Evil()}))
+    with pytest.raises(UnsafeFileError, match="consolidated.00.pth"):
+        core.load(folder, vocab="rows")
+    assert not canary.exists()
+
+
+@pytest.mark.parametrize("name", ["../../x", "..", ".", "", "a/b", "a\\b", "x\0y"])
+def test_upload_names_cannot_traverse(name: str, tmp_path: Path) -> None:
+    with pytest.raises(ParameterError):
+        safe_upload_name(name)
+    with pytest.raises(ParameterError):
+        save_uploads([(name, b"data")], tmp_path / "uploads")
+    assert not (tmp_path / "x").exists()
+
+
+def test_uploads_land_in_a_new_folder(tmp_path: Path) -> None:
+    root = tmp_path / "uploads"
+    a = np.arange(6, dtype=np.float32).reshape(3, 2)
+    body = "\n".join("\t".join(str(v) for v in row) for row in a).encode()
+    folder = save_uploads([("vectors.tsv", body), ("metadata.tsv", b"a\nb\nc\n")], root)
+    assert folder.parent == root
+    assert core.load(folder).index_to_key == ("a", "b", "c")
+    assert save_uploads([("vectors.tsv", body), ("metadata.tsv", b"a\nb\nc\n")], root) == folder
