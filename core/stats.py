@@ -47,16 +47,19 @@ def summary(m: EmbeddingMatrix) -> Stats:
     bad = 0
     step = max(1, _CHUNK_VALUES // max(1, m.dim))
     for start in _chunks(m):
-        chunk = np.asarray(m.vectors[start:start + step], dtype=np.float64)
-        finite = np.isfinite(chunk)
-        if not finite.all():
+        chunk = np.asarray(m.vectors[start:start + step])
+        part = float(chunk.sum(dtype=np.float64))
+        if not np.isfinite(part):  # NaN/Inf somewhere in the chunk: count them and leave them out
+            finite = np.isfinite(chunk)
             bad += int(chunk.size - finite.sum())
             chunk = chunk[finite]
+            part = float(chunk.sum(dtype=np.float64))
         if chunk.size:
-            total += chunk.size
-            s += float(chunk.sum())
-            ss += float(np.square(chunk).sum())
-            lo, hi = min(lo, float(chunk.min())), max(hi, float(chunk.max()))
+            flat = chunk.ravel()
+            total += flat.size
+            s += part
+            ss += float(np.einsum("i,i->", flat, flat, dtype=np.float64))
+            lo, hi = min(lo, float(flat.min())), max(hi, float(flat.max()))
     mean = s / total if total else float("nan")
     var = max(ss / total - mean * mean, 0.0) if total else float("nan")
     norms = m.norms[np.isfinite(m.norms)]

@@ -1,0 +1,38 @@
+"""Run in a fresh process: open + stats + norms of the big checkpoint, printing time and peak RSS as JSON."""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+
+def main(folder: str, what: str) -> None:
+    import numpy as np
+
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t = time.perf_counter()
+    if what == "ours":
+        import core
+        from core import stats
+
+        m = core.load(Path(folder))
+        stats.summary(m)
+        float(m.norms.sum())
+        shape = m.shape
+    else:
+        from safetensors import safe_open
+
+        with safe_open(str(Path(folder) / "model-00001-of-00002.safetensors"), framework="pt") as f:
+            a = f.get_tensor("model.embed_tokens.weight").float().numpy()
+        float(np.asarray(a).sum())
+        shape = a.shape
+    elapsed = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"seconds": elapsed, "peak_kib": peak, "base_kib": base, "shape": list(shape)}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
