@@ -34,7 +34,13 @@ run: install
 	$(BIN)/streamlit run dashboard/app.py --server.port $(PORT)
 
 test: install-dev
-	$(BIN)/python -m pytest -q -m "not gpu"
+	$(BIN)/python -m pytest -q -m "not gpu" --ignore=tests/e2e
+
+# A real browser: Debian's chromium (Playwright's own browser download does not work offline).
+e2e: install-dev
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	$(PIP) install --quiet -e ".[dev,e2e]"
+	$(BIN)/python -m pytest -q tests/e2e
 
 lint: install-dev
 	$(BIN)/ruff check core dashboard tests bench
