@@ -38,10 +38,11 @@ def _sidebar() -> None:
     st.sidebar.title("Embedscope")
     specs = state.opened()
     current = state.current()
-    choice = st.sidebar.selectbox("Matrix", specs, index=specs.index(current) if current in specs else 0,
-                                  format_func=lambda s: s.title, key="sidebar.matrix")
-    if choice != current:
-        state.set_current(choice)
+    # The widget follows state.current(), which pages may change (open a run, roll back); a pick in the
+    # widget changes it through the callback, which runs before this script.
+    st.session_state["sidebar.matrix"] = current if current in specs else specs[0]
+    st.sidebar.selectbox("Matrix", specs, format_func=lambda s: s.title, key="sidebar.matrix",
+                         on_change=lambda: state.set_current(st.session_state["sidebar.matrix"]))
     with st.sidebar.expander("Open another matrix", expanded=False):
         kinds = ["Local path", "Upload"] + ([] if hub_disabled() else ["Hugging Face hub"])
         kind = st.radio("From", kinds, key="open.kind", horizontal=True)

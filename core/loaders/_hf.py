@@ -202,7 +202,11 @@ def load_hf(path: Path, tensor: str | None = None, vocab: str | os.PathLike[str]
     rows = vectors.shape[0]
     has_output = any(_matches(n, o) for n in table for o in OUTPUT_NAMES)
     tie_cfg = config.get("tie_word_embeddings")
-    tied = tie_cfg if isinstance(tie_cfg, bool) else (False if has_output else None)
+    archs = config.get("architectures")
+    generates = isinstance(archs, list) and any(str(a).endswith(("ForCausalLM", "LMHeadModel", "ForMaskedLM"))
+                                                for a in archs)
+    # Without the flag: an output tensor means untied; a generating model without one reuses its input rows.
+    tied = tie_cfg if isinstance(tie_cfg, bool) else (False if has_output else (True if generates else None))
     v = _vocab(folder, rows, vocab, entry)
     key_paths = [*files, *(p for p in (folder / "tokenizer.json", folder / "vocab.txt") if p.is_file())]
     prov = Provenance(
@@ -231,6 +235,8 @@ def _vocab(folder: Path, rows: int, vocab: str | os.PathLike[str] | None, entry:
         tokens = pieces[:rows] + [f"[row {i}]" for i in range(len(pieces), rows)]
         notes = ("tokens come from tokenizer.model (SentencePiece); words are looked up as pieces",)
         return Vocab(tokens, None, "tokenizer.model", notes, len(pieces) if len(pieces) < rows else None)
+    if (folder / "vocab.json").is_file():  # a plain vocabulary (no merges.txt): e.g. our safetensors export
+        return vocab_for(folder, rows, folder / "vocab.json", label)
     raise FormatError(f"{folder}: no tokenizer files (tokenizer.json, vocab.txt, vocab.json + merges.txt, "
                       "tokenizer.model) beside the weights; pass vocab=PATH to name one, or vocab='rows' to "
                       "use row numbers as tokens")

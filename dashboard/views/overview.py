@@ -41,8 +41,8 @@ with right:
     b.metric("norm range", f"{s.norm_min:.3f} – {s.norm_max:.3f}")
     if s.nonfinite:
         st.error(f"{s.nonfinite:,} values are NaN or Inf; the Health page lists the rows.")
-    kinds = collections.Counter(m.kinds)
-    st.dataframe(pd.DataFrame(sorted(kinds.items(), key=lambda kv: -kv[1]), columns=["kind", "tokens"]),
+    kinds = collections.Counter(m.kinds).most_common()
+    st.dataframe(pd.DataFrame({"kind": [k for k, _ in kinds], "tokens": [n for _, n in kinds]}),
                  hide_index=True, width="stretch")
 
 st.altair_chart(charts.norm_histogram(m.norms), width="stretch")

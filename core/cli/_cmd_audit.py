@@ -1,0 +1,58 @@
+"""``audit``: the health audit as a release gate.
+
+    embedscope audit SOURCE [--policy FILE] [--html report.html] [--fail-on fail|warn] [--json]
+
+Exit code 0 when no check reaches ``--fail-on`` (default ``fail``), 1 when one does, 2 when the matrix or
+the policy file cannot be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from core.audit import AuditReport, Policy, audit, write_html
+from core.cli._common import EXIT_FAIL, EXIT_OK, add_json, add_source, emit, open_source, progress_bar
+
+_MARK = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "n/a": "n/a "}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("audit", help="health audit: damage, duplicates, under-trained tokens, anisotropy, ...",
+                       description="Run the eight health checks and exit 1 when one reaches --fail-on.")
+    add_source(p)
+    p.add_argument("--policy", metavar="FILE", help="TOML file of thresholds ([check] setting = value)")
+    p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report to FILE")
+    p.add_argument("--force", action="store_true", help="overwrite an existing --html file")
+    p.add_argument("--fail-on", choices=["fail", "warn"], default="fail",
+                   help="the status that makes the exit code 1 (default: fail)")
+    add_json(p)
+    p.set_defaults(func=cmd_audit)
+
+
+def _text(report: AuditReport, fail_on: str, html_path: str | None) -> str:
+    lines = [f"{report.source}: {report.shape[0]:,} rows × {report.shape[1]} dimensions"]
+    for c in report.checks:
+        value = "—" if c.value is None else f"{c.value:.4g}"
+        lines.append(f"  {_MARK[c.status]}  {c.title:<22} {value:>9}  {c.reason}")
+        if c.tokens and c.status in ("warn", "fail"):
+            shown = ", ".join(repr(t) for t in c.tokens[:8])
+            more = f" … (+{len(c.tokens) - 8})" if len(c.tokens) > 8 else ""
+            lines.append(f"        tokens: {shown}{more}")
+    s = report.summary()
+    lines.append(f"{s['pass']} pass, {s['warn']} warn, {s['fail']} fail, {s['n/a']} n/a "
+                 f"(--fail-on {fail_on}: {'reached' if report.reaches(fail_on) else 'not reached'})")
+    if html_path:
+        lines.append(f"report written to {html_path}")
+    return "\n".join(lines)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    policy = Policy.load(args.policy) if args.policy else Policy()
+    m = open_source(args)
+    with progress_bar("audit") as bar:
+        report = audit(m, policy, source=str(args.source), progress=bar)
+    if args.html:
+        sources = [s for s in (m.provenance.path, args.source, args.policy) if s]
+        write_html(report, args.html, force=args.force, sources=sources)
+    emit(args, report.to_json(), lambda: _text(report, args.fail_on, args.html))
+    return EXIT_FAIL if report.reaches(args.fail_on) else EXIT_OK
