@@ -171,6 +171,10 @@ class HFTokenizer(Tokenizer):
     def decode(self, ids: Sequence[int]) -> str:
         return str(self._tok.decode(list(ids), skip_special_tokens=False))
 
+    def save(self, path: Path) -> None:
+        """Write the whole tokenizer as one ``tokenizer.json``, which :meth:`from_folder` reads back."""
+        self._tok.save(str(path))
+
 
 class WordTokenizer(Tokenizer):
     """Whitespace split and exact lookup in a word vocabulary (word2vec, GloVe, Paddle vocab files).
