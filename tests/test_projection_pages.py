@@ -1,0 +1,152 @@
+"""The Projection and Export pages under AppTest: PCA on the demo renders; an export writes files that reload."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import core
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+
+
+@pytest.fixture
+def app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _altair_specs(at: AppTest) -> list[dict]:
+    import json
+
+    specs = []
+    for el in at.get("vega_lite_chart"):
+        specs.append(json.loads(el.proto.spec))
+    return specs
+
+
+def test_pca_on_the_demo_renders(app: AppTest) -> None:
+    app.switch_page("views/projection.py").run()
+    assert not app.exception, app.exception
+    assert not app.error, [e.value for e in app.error]
+    assert app.title[0].value == "Projection"
+    captions = [c.value for c in app.caption]
+    # The caption says how many points and how they were chosen: the default is every row.
+    assert any(c.startswith("PCA (2-D) of all 30,522 rows.") and "explain" in c for c in captions), captions
+    specs = _altair_specs(app)
+    marks = [layer.get("mark", {}).get("type") for s in specs for layer in s.get("layer", [s])]
+    assert "circle" in marks and "bar" in marks  # the scatter and the explained-variance bars
+    labels = {b.proto.label for b in app.get("download_button")}
+    assert {"Coordinates (CSV)", "Chart (PNG)", "Chart (SVG)"} <= labels
+
+
+def test_coming_back_is_cached_and_search_highlights(app: AppTest) -> None:
+    app.switch_page("views/projection.py").run()
+    app.selectbox(key="projection.points").set_value("Random sample").run()
+    app.number_input(key="projection.sample").set_value(1500).run()
+    assert not app.exception, app.exception
+    assert any("a random sample of 1,500 of the 30,522 rows (seed 0, no repeats)" in c.value for c in app.caption)
+    app.switch_page("views/overview.py").run()
+    t = time.perf_counter()
+    app.switch_page("views/projection.py").run()
+    assert time.perf_counter() - t < 30  # generous on a shared 2-core machine; the bench times it properly
+    # The page comes back as it was left: the same sample, taken from the cache.
+    assert any("a random sample of 1,500 of the 30,522 rows" in c.value for c in app.caption)
+    app.text_input(key="projection.search").input("king").run()
+    assert not app.exception, app.exception
+    assert any("Nearest to 'king'" in s.value for s in app.subheader)
+
+
+def test_bad_axis_word_is_an_error_not_a_traceback(app: AppTest) -> None:
+    app.switch_page("views/projection.py").run()
+    app.radio(key="projection.method").set_value("Custom axes").run()
+    assert not app.exception, app.exception
+    assert any("cos(·, woman − man)" in c.value for c in app.caption)
+    app.text_input(key="projection.ax_b").input("🦜").run()
+    assert not app.exception
+    assert any("not in the vocabulary" in e.value for e in app.error)
+
+
+def test_tsne_waits_for_run_and_checks_perplexity(app: AppTest) -> None:
+    app.switch_page("views/projection.py").run()
+    app.radio(key="projection.method").set_value("t-SNE").run()
+    app.selectbox(key="projection.points").set_value("First N rows").run()
+    app.number_input(key="projection.sample").set_value(20).run()
+    assert not app.exception, app.exception
+    assert any("perplexity=30: too large for 20 points" in e.value for e in app.error)
+
+
+def test_export_writes_files_that_reload(app: AppTest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMBEDSCOPE_DATA_ROOTS", str(tmp_path))
+    app.switch_page("views/export.py").run()
+    assert not app.exception, app.exception
+    app.selectbox(key="export.format").set_value("npy").run()
+    app.radio(key="export.rows").set_value("Random sample").run()
+    app.number_input(key="export.sample").set_value(300).run()
+    out = tmp_path / "minilm-npy"
+    app.text_input(key="export.out").input(str(out)).run()
+    app.button(key="export.go").click().run()
+    assert not app.exception, app.exception
+    assert not app.error, [e.value for e in app.error]
+    assert any("same 300 tokens and values" in s.value for s in app.success)
+    back = core.load(out)
+    demo = core.load("demo")
+    ids = [demo.get_index(t) for t in back.index_to_key]
+    assert len(set(ids)) == 300
+    assert np.array_equal(back.vectors, demo.vectors[ids])
+    # Writing again without "replace" is refused with a clear message.
+    app.button(key="export.go").click().run()
+    assert any("exists already" in e.value for e in app.error)
+
+
+def test_export_outside_the_data_roots_is_refused(app: AppTest, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMBEDSCOPE_DATA_ROOTS", str(tmp_path / "allowed"))
+    app.switch_page("views/export.py").run()
+    app.text_input(key="export.out").input(str(tmp_path / "elsewhere")).run()
+    app.button(key="export.go").click().run()
+    assert not app.exception
+    assert any("outside the folders this server may open" in e.value for e in app.error)
+    assert not (tmp_path / "elsewhere").exists()
+
+
+@pytest.mark.slow
+def test_tsne_runs_on_request_then_comes_back_cached(app: AppTest) -> None:
+    app.switch_page("views/projection.py").run()
+    app.radio(key="projection.method").set_value("t-SNE").run()
+    app.selectbox(key="projection.points").set_value("Stratified by kind").run()
+    app.number_input(key="projection.sample").set_value(300).run()
+    assert not app.get("vega_lite_chart")  # nothing runs until asked
+    app.button(key="projection.run").click().run()
+    assert not app.exception, app.exception
+    assert any(c.value.startswith("t-SNE (2-D) of a sample of 300") for c in app.caption)
+    app.switch_page("views/overview.py").run()
+    app.switch_page("views/projection.py").run()
+    assert not [b for b in app.button if b.key == "projection.run"]  # cached: no Run button, no wait
+    assert any(c.value.startswith("t-SNE (2-D) of a sample of 300") for c in app.caption)
+
+
+def test_3d_uses_plotly(app: AppTest) -> None:
+    app.switch_page("views/projection.py").run()
+    app.radio(key="projection.dims").set_value(3).run()
+    assert not app.exception, app.exception
+    assert app.get("plotly_chart")
+    assert any(c.value.startswith("PCA (3-D) of all 30,522 rows.") for c in app.caption)
+    assert "Interactive 3-D view (HTML)" in {b.proto.label for b in app.get("download_button")}
+
+
+def test_many_points_are_binned_honestly(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core import projection
+
+    monkeypatch.setattr(projection, "BROWSER_MAX_POINTS", 10_000)
+    app.switch_page("views/projection.py").run()
+    assert not app.exception, app.exception
+    assert any("30,522 points are more than a browser draws smoothly" in i.value for i in app.info)
+    marks = [layer.get("mark", {}).get("type") for s in _altair_specs(app) for layer in s.get("layer", [s])]
+    assert "rect" in marks and "circle" not in marks
