@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -16,6 +17,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "docs" / "screenshots"
+# One folder per test process (this module may be imported twice: as conftest and by the test module).
+EXPORT_DIR = Path(tempfile.gettempdir()) / f"embedscope-e2e-{os.getpid()}"
+EXPORT_DIR.mkdir(exist_ok=True)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage"]
@@ -30,8 +34,11 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
+    import core
+
+    roots = os.pathsep.join([str(ROOT), str(EXPORT_DIR), str(core.demo_path())])
     env = {**os.environ, "EMBEDSCOPE_RUNS": str(tmp_path_factory.mktemp("runs")), "HF_HUB_OFFLINE": "1",
-           "EMBEDSCOPE_NO_HUB": "1"}
+           "EMBEDSCOPE_NO_HUB": "1", "EMBEDSCOPE_DATA_ROOTS": roots}
     env.pop("EMBEDSCOPE_PASSWORD", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.port", str(port),

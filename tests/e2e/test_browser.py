@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import SHOTS
+from tests.e2e.conftest import EXPORT_DIR, SHOTS
 
 Page = Any
 
@@ -29,8 +30,28 @@ def _type(page: Page, label: str, text: str) -> None:
     _settle(page)
 
 
+_CHARTS = '[data-testid="stVegaLiteChart"], [data-testid="stPlotlyChart"]'
+
+
+def _charts(page: Page, at_least: int = 1) -> int:
+    """How many charts are drawn, after waiting (charts mount after the script run ends) for ``at_least``."""
+    page.wait_for_function(f"() => document.querySelectorAll('{_CHARTS}').length >= {at_least}", timeout=60_000)
+    return int(page.locator(_CHARTS).count())
+
+
+def _see(page: Page, text: str, timeout: float = 180_000) -> None:
+    """Wait until ``text`` shows (a run may take a while on a small machine)."""
+    page.get_by_text(text, exact=False).first.wait_for(timeout=timeout)
+
+
+def _click(page: Page, name: str) -> None:
+    page.get_by_role("button", name=name).first.click()
+    _settle(page)
+
+
 def _overview(page: Page) -> None:
     assert page.get_by_text("30,522 tokens × 384 dimensions").count() >= 1
+    assert _charts(page, 2) >= 2
 
 
 def _lookup(page: Page) -> None:
@@ -38,10 +59,59 @@ def _lookup(page: Page) -> None:
     assert page.get_by_text("2 piece(s), 384 values each").count() == 1
 
 
-#: url path → (heading, main action). Pages not built yet are skipped when their heading is absent.
+def _neighbours(page: Page) -> None:
+    _type(page, "Query", "king - man + woman")
+    _see(page, "queen")
+    assert _charts(page) >= 1
+
+
+def _heatmap(page: Page) -> None:
+    assert _charts(page) >= 1
+
+
+def _benchmarks(page: Page) -> None:
+    _click(page, "Run analogies")
+    _see(page, "accuracy")
+
+
+def _projection(page: Page) -> None:
+    _see(page, "Explained")
+    assert _charts(page) >= 1  # PCA runs without a button
+    assert page.get_by_text("explained", exact=False).count() >= 1
+
+
+def _export(page: Page) -> None:
+    page.get_by_text("Write on the server").first.click()
+    box = page.get_by_label(re.compile(r"^New (file|folder) to write$"))
+    box.fill(str(EXPORT_DIR / "minilm-export"))
+    box.press("Enter")
+    _settle(page)
+    _click(page, "Write")
+    _see(page, "minilm-export")
+    assert (EXPORT_DIR / "minilm-export").exists()
+
+
+def _health(page: Page) -> None:
+    _see(page, "6 pass · 2 warn · 0 fail")
+    _see(page, "Under-trained tokens")
+
+
+def _finetune(page: Page) -> None:
+    _click(page, "Start")
+    _see(page, "done in")
+
+
+#: url path → (heading, main action).
 PAGES: dict[str, tuple[str, Callable[[Page], None]]] = {
     "": ("Overview", _overview),
     "lookup": ("Token lookup", _lookup),
+    "neighbours": ("Neighbours & analogies", _neighbours),
+    "heatmap": ("Similarity heatmap", _heatmap),
+    "benchmarks": ("Benchmarks", _benchmarks),
+    "projection": ("Projection", _projection),
+    "export": ("Export", _export),
+    "health": ("Health", _health),
+    "finetune": ("Fine-tune", _finetune),
 }
 
 
@@ -55,7 +125,11 @@ def test_page_in_browser(server: str, browser: Any, path: str) -> None:
         _settle(page)
         page.get_by_role("heading", name=heading).first.wait_for(timeout=60_000)
         action(page)
+        page.wait_for_timeout(1000)
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / f"{path or 'overview'}.png"), full_page=True)
+    except Exception:
+        page.screenshot(path=str(EXPORT_DIR / f"failed-{path or 'overview'}.png"), full_page=True)
+        raise
     finally:
         page.close()
