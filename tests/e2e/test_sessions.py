@@ -1,0 +1,39 @@
+"""Several browser tabs on one server: one copy of the matrix, and each tab keeps its own choices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import rss_mib
+from tests.e2e.test_browser import _see, _settle, _type
+
+
+@pytest.mark.e2e
+def test_tabs_share_the_matrix_but_not_their_choices(server: str, server_pid: int, browser: Any) -> None:
+    contexts = [browser.new_context(viewport={"width": 1200, "height": 900}) for _ in range(3)]
+    pages = [c.new_page() for c in contexts]
+    try:
+        pages[0].goto(f"{server}/lookup", timeout=120_000)
+        _settle(pages[0])
+        _see(pages[0], "1 piece(s), 384 values each")
+        after_first = rss_mib(server_pid)
+        for word, page in zip(["apple", "banana", "cherry"], pages, strict=True):
+            if page is not pages[0]:
+                page.goto(f"{server}/lookup", timeout=120_000)
+                _settle(page)
+            _type(page, "Text", word)
+        for word, page in zip(["apple", "banana", "cherry"], pages, strict=True):
+            page.wait_for_timeout(300)
+            _settle(page)
+            # each session keeps what it typed; no tab's input leaked into another's
+            assert page.get_by_label("Text", exact=True).input_value() == word
+            assert page.get_by_text(f"{word} (", exact=False).count() + page.get_by_text(
+                "1 piece(s), 384 values each").count() >= 1
+        grown = rss_mib(server_pid) - after_first
+        matrix_mib = 30522 * 384 * 4 / 2**20
+        assert grown < 2 * matrix_mib, f"server grew {grown:.0f} MiB for two more sessions"
+    finally:
+        for c in contexts:
+            c.close()
