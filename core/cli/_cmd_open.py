@@ -44,9 +44,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_lookup(args: argparse.Namespace) -> int:
     m = open_source(args)
     pieces = m.lookup(args.text, special=args.special, strict=not args.allow_unknown)
-    rows: list[dict[str, Any]] = [{"token": pc.token, "id": pc.id, "norm": float(m.norms[pc.id]) if pc.id >= 0 else None,
-             "vector": m.vectors[pc.id].astype(float).tolist() if pc.id >= 0 else None,
-             "unknown": pc.unknown, "special": pc.special} for pc in pieces]
+    rows: list[dict[str, Any]] = [
+        {"token": pc.token, "id": pc.id, "norm": float(m.norms[pc.id]) if pc.id >= 0 else None,
+         "vector": m.vectors[pc.id].astype(float).tolist() if pc.id >= 0 else None,
+         "unknown": pc.unknown, "special": pc.special} for pc in pieces]
 
     def text() -> str:
         lines = [f"{args.text!r} → {len(rows)} piece(s)"]
