@@ -44,6 +44,9 @@ def test_sgns_run_then_reopen_and_compare(page: AppTest, tmp_path: Path) -> None
     page.button(key="finetune.pick.compare").click().run()
     assert not page.exception
     assert page.session_state["compare.preselect"] == (DEMO, SourceSpec("path", str(out), label="run demo-run"))
+    assert page.title[0].value == "Compare"  # the button goes to the Compare page
+    assert not page.exception
+    page.switch_page("views/finetune.py").run()
     page.button(key="finetune.pick.open").click().run()
     assert not page.exception
     assert page.session_state["embedscope.current"] == SourceSpec("path", str(out), label="run demo-run")
