@@ -6,45 +6,27 @@ progress bar is drawn live (a cached function would record the bar and replay it
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-
 import streamlit as st
 
 from core.audit import AuditReport, Policy, audit, render_html
 from core.matrix import EmbeddingMatrix
 from core.progress import ProgressFn
+from dashboard.cached import ResultStore
 
 _MAX_ENTRIES = 8
 
 
-class _Store:
-    """A small LRU of audit reports and their HTML, safe to share between sessions."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.reports: OrderedDict[tuple[str, Policy], AuditReport] = OrderedDict()
-        self.html: dict[tuple[str, Policy], str] = {}
-
-    def get(self, key: tuple[str, Policy]) -> AuditReport | None:
-        with self.lock:
-            report = self.reports.get(key)
-            if report is not None:
-                self.reports.move_to_end(key)
-            return report
-
-    def put(self, key: tuple[str, Policy], report: AuditReport) -> None:
-        with self.lock:
-            self.reports[key] = report
-            self.reports.move_to_end(key)
-            while len(self.reports) > _MAX_ENTRIES:
-                old, _ = self.reports.popitem(last=False)
-                self.html.pop(old, None)
+_Key = tuple[str, Policy]
 
 
 @st.cache_resource(show_spinner=False)
-def _store() -> _Store:
-    return _Store()
+def _store() -> ResultStore[_Key, AuditReport]:
+    return ResultStore(_MAX_ENTRIES)
+
+
+@st.cache_resource(show_spinner=False)
+def _html() -> dict[_Key, str]:
+    return {}
 
 
 def cached_report(key: str, policy: Policy) -> AuditReport | None:
@@ -59,17 +41,15 @@ def audit_report(m: EmbeddingMatrix, key: str, policy: Policy, source: str,
     report = store.get((key, policy))
     if report is None:
         report = audit(m, policy, source=source, progress=progress)
-        store.put((key, policy), report)
+        for old in store.put((key, policy), report):
+            _html().pop(old, None)
     return report
 
 
 def report_html(key: str, policy: Policy, report: AuditReport) -> str:
     """The self-contained HTML report, rendered once per cached audit."""
-    store = _store()
-    with store.lock:
-        text = store.html.get((key, policy))
+    html = _html()
+    text = html.get((key, policy))
     if text is None:
-        text = render_html(report)
-        with store.lock:
-            store.html[(key, policy)] = text
+        text = html[(key, policy)] = render_html(report)
     return text

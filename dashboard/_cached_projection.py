@@ -10,8 +10,6 @@ store. Configs are frozen dataclasses; their ``repr`` is the key, never an array
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from typing import Any
 
 import altair as alt
@@ -20,6 +18,7 @@ import streamlit as st
 from core import projection as pj
 from core.matrix import EmbeddingMatrix
 from core.progress import ProgressFn
+from dashboard.cached import ResultStore
 
 #: Finished projections kept per process (each holds points × dims float32 coordinates).
 MAX_PROJECTIONS = 24
@@ -29,32 +28,9 @@ _LAST_CHART = "projection.last_chart"
 Key = tuple[str, str, str]
 
 
-class _Store:
-    """A thread-safe LRU of finished projections (sessions share it; results are read-only)."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._items: OrderedDict[Key, pj.Projection] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Key) -> pj.Projection | None:
-        with self._lock:
-            hit = self._items.get(key)
-            if hit is not None:
-                self._items.move_to_end(key)
-            return hit
-
-    def put(self, key: Key, value: pj.Projection) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-
-
 @st.cache_resource(show_spinner=False)
-def _store() -> _Store:
-    return _Store(MAX_PROJECTIONS)
+def _store() -> ResultStore[Key, pj.Projection]:
+    return ResultStore(MAX_PROJECTIONS)
 
 
 def key(matrix_key: str, selection: pj.SelectionConfig, config: pj.ProjectionConfig) -> Key:
