@@ -108,3 +108,37 @@ def test_uploads_land_in_a_new_folder(tmp_path: Path) -> None:
     assert folder.parent == root
     assert core.load(folder).index_to_key == ("a", "b", "c")
     assert save_uploads([("vectors.tsv", body), ("metadata.tsv", b"a\nb\nc\n")], root) == folder
+
+
+def _truncate_main_file(path: Path) -> Path:
+    """Cut the largest file of an export to 60 % of its bytes; returns the path to open."""
+    target = max((p for p in path.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size) if path.is_dir() else path
+    data = target.read_bytes()
+    target.write_bytes(data[: int(len(data) * 0.6)])
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["projector", "word2vec", "word2vec-bin", "safetensors", "npy"])
+def test_truncated_files_of_every_format(fmt: str, tmp_path: Path, demo: core.EmbeddingMatrix) -> None:
+    from core import export
+
+    small = demo.with_vectors(np.asarray(demo.vectors))  # same vocabulary; only 300 rows are written
+    out = tmp_path / ("out" if fmt in {"projector", "safetensors", "npy"} else "out.bin")
+    export.export(small, out, fmt, rows=np.arange(300))
+    with pytest.raises(EmbedscopeError):
+        core.load(_truncate_main_file(out))
+
+
+def test_truncated_pdparams_and_bin(tmp_path: Path) -> None:
+    import torch
+
+    (tmp_path / "bin").mkdir()
+    torch.save({"model.embed_tokens.weight": torch.ones(50, 8)}, tmp_path / "bin" / "pytorch_model.bin")
+    _truncate_main_file(tmp_path / "bin" / "pytorch_model.bin")
+    with pytest.raises(EmbedscopeError, match="pytorch_model.bin"):
+        core.load(tmp_path / "bin", vocab="rows")
+    p = tmp_path / "emb.pdparams"
+    p.write_bytes(pickle.dumps({"weight": np.ones((50, 8), dtype=np.float32)}))
+    _truncate_main_file(p)
+    with pytest.raises(EmbedscopeError, match="emb.pdparams"):
+        core.load(p)

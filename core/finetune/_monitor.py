@@ -255,6 +255,12 @@ def default_watch(m: EmbeddingMatrix, ids: np.ndarray, size: int) -> list[WatchI
     return out
 
 
+def check_ids(m: EmbeddingMatrix, ids: np.ndarray, what: str) -> None:
+    """Refuse data tokenised with another matrix (ids past this matrix's rows)."""
+    if ids.size and int(ids.max()) >= len(m):
+        raise ParameterError(f"{what}: it was tokenised with another matrix (ids past this matrix's rows)")
+
+
 def resolve_watch(m: EmbeddingMatrix, words: Sequence[str]) -> list[WatchItem]:
     """Watch items for user-given words (a word the tokenizer splits is the mean of its pieces).
 

@@ -29,7 +29,7 @@ from torch import nn
 
 from core.errors import FormatError, ParameterError
 from core.finetune import _config as cfg
-from core.finetune._monitor import Monitor, UpdateFn, Watch, default_watch, downsample, resolve_watch
+from core.finetune._monitor import Monitor, UpdateFn, Watch, check_ids, default_watch, downsample, resolve_watch
 from core.finetune.corpus import UNKNOWN_POLICIES, TextSource, tokenize_texts
 from core.finetune.devices import DEVICE_CHOICES, Device, choose_device
 from core.finetune.sgns import TrainResult, torch_threads
@@ -340,8 +340,7 @@ def train_classifier(m: EmbeddingMatrix, data: LabelledData, config: ClassifyCon
     """
     config = config or ClassifyConfig()
     config.validate()
-    if data.ids.size and int(data.ids.max()) >= len(m):
-        raise ParameterError("data: it was tokenised with another matrix (ids past this matrix's rows)")
+    check_ids(m, data.ids, "data")
     device = choose_device(config.device)
     watch_items = resolve_watch(m, config.watch) if config.watch else None
     with torch_threads(config.threads):

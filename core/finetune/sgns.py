@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from core.errors import ParameterError
 from core.finetune import _config as cfg
-from core.finetune._monitor import Monitor, UpdateFn, Watch, default_watch, resolve_watch
+from core.finetune._monitor import Monitor, UpdateFn, Watch, check_ids, default_watch, resolve_watch
 from core.finetune.corpus import UNKNOWN_POLICIES, Corpus
 from core.finetune.devices import DEVICE_CHOICES, Device, choose_device
 from core.matrix import EmbeddingMatrix
@@ -289,8 +289,7 @@ def train_sgns(m: EmbeddingMatrix, corpus: Corpus, config: SGNSConfig | None = N
     """
     config = config or SGNSConfig()
     config.validate()
-    if corpus.ids.size and int(corpus.ids.max()) >= len(m):
-        raise ParameterError("corpus: it was tokenised with another matrix (ids past this matrix's rows)")
+    check_ids(m, corpus.ids, "corpus")
     device = choose_device(config.device)
     watch_items = resolve_watch(m, config.watch) if config.watch else None
     with torch_threads(config.threads):
