@@ -75,6 +75,10 @@ def matrix(spec: SourceSpec) -> EmbeddingMatrix:
             check_allowed(spec.vocab)
     elif spec.kind == "upload":
         source = check_allowed(spec.value, [upload_root().resolve()])
+    elif spec.kind == "run":  # the server's own fine-tune output, wherever the operator put the runs folder
+        from core.finetune.runs import runs_root
+
+        source = check_allowed(spec.value, [runs_root().resolve()])
     return core.load(source, tensor=spec.tensor or None, vocab=spec.vocab or None)
 
 

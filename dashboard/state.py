@@ -12,7 +12,7 @@ class SourceSpec:
     """How to open a matrix; hashable, so it is the cache key (never the array itself).
 
     Attributes:
-        kind: "demo", "path", "upload" or "hub".
+        kind: "demo", "path", "upload", "run" (a fine-tune output in the runs folder) or "hub".
         value: the path, upload folder or hub id ("" for the demo).
         tensor, vocab: the ``core.load`` overrides, when given.
         label: what the sidebar shows.

@@ -38,6 +38,17 @@ def test_roots_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         check_allowed("/etc/passwd")
 
 
+def test_a_run_opens_only_from_the_runs_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from dashboard import cached
+    from dashboard.state import SourceSpec
+
+    monkeypatch.setenv("EMBEDSCOPE_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("EMBEDSCOPE_DATA_ROOTS", str(tmp_path / "data"))
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(PathNotAllowed):  # a "run" source is no way around the data roots
+        cached.matrix(SourceSpec("run", str(tmp_path / "runs" / ".." / "secret")))
+
+
 def test_sidebar_refuses_a_path_outside_the_roots(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("EMBEDSCOPE_DATA_ROOTS", str(tmp_path / "allowed"))
     at = AppTest.from_file(APP, default_timeout=180)

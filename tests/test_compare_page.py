@@ -143,12 +143,12 @@ def test_a_finetune_run_against_its_source(demo: core.EmbeddingMatrix, tmp_path:
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     from core import finetune as ft
 
-    monkeypatch.setenv("EMBEDSCOPE_DATA_ROOTS", str(tmp_path))
+    monkeypatch.setenv("EMBEDSCOPE_RUNS", str(tmp_path))
     run = ft.finetune(demo, ft.demo_corpus(), ft.SGNSConfig(epochs=1, watch_size=0), tmp_path / "run")
     at = AppTest.from_file(APP, default_timeout=180)
     at.run()
     # what the Fine-tune page's "Compare with the original" button stores
-    at.session_state["compare.preselect"] = (DEMO, SourceSpec("path", str(run.path), label="run"))
+    at.session_state["compare.preselect"] = (DEMO, SourceSpec("run", str(run.path), label="run"))
     at.session_state["compare.limit"] = 4000  # the first 4,000 shared tokens keep this test quick
     at.switch_page("views/compare.py").run()
     assert not at.exception, at.exception

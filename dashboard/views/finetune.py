@@ -75,7 +75,7 @@ def _source_spec(card: dict[str, Any]) -> state.SourceSpec:
 
 
 def _run_spec(run: ft.Run) -> state.SourceSpec:
-    return state.SourceSpec("path", str(run.path), label=f"run {run.run_id}")
+    return state.SourceSpec("run", str(run.path), label=f"run {run.run_id}")
 
 
 def _run_buttons(run: ft.Run, where: str) -> None:
