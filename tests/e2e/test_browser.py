@@ -44,6 +44,12 @@ def _see(page: Page, text: str, timeout: float = 180_000) -> None:
     page.get_by_text(text, exact=False).first.wait_for(timeout=timeout)
 
 
+def _in_table(page: Page, text: str, timeout: float = 180_000) -> None:
+    """Wait until a st.dataframe cell holds ``text``: the grid paints on a canvas and keeps its cells in the
+    DOM only for accessibility, hidden, so wait for them to be attached rather than visible."""
+    page.locator('[role="gridcell"]', has_text=text).first.wait_for(state="attached", timeout=timeout)
+
+
 def _click(page: Page, name: str) -> None:
     page.get_by_role("button", name=name).first.click()
     _settle(page)
@@ -61,7 +67,7 @@ def _lookup(page: Page) -> None:
 
 def _neighbours(page: Page) -> None:
     _type(page, "Query", "king - man + woman")
-    _see(page, "queen")
+    _in_table(page, "queen")
     assert _charts(page) >= 1
 
 
@@ -101,6 +107,18 @@ def _finetune(page: Page) -> None:
     _see(page, "done in")
 
 
+def _compare(page: Page) -> None:
+    # the flow a user follows: fine-tune the demo, then "Compare with the original"
+    page.get_by_role("link", name="Fine-tune").first.click()
+    _settle(page)
+    _click(page, "Start")
+    _see(page, "done in")
+    _click(page, "Compare with the original")
+    _see(page, "Moved most")
+    _see(page, "Joint projection")
+    assert _charts(page, 2) >= 2
+
+
 #: url path → (heading, main action).
 PAGES: dict[str, tuple[str, Callable[[Page], None]]] = {
     "": ("Overview", _overview),
@@ -112,6 +130,7 @@ PAGES: dict[str, tuple[str, Callable[[Page], None]]] = {
     "export": ("Export", _export),
     "health": ("Health", _health),
     "finetune": ("Fine-tune", _finetune),
+    "compare": ("Compare", _compare),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -37,3 +38,33 @@ def test_tabs_share_the_matrix_but_not_their_choices(server: str, server_pid: in
     finally:
         for c in contexts:
             c.close()
+
+
+@pytest.mark.e2e
+def test_a_fine_tune_in_one_tab_does_not_freeze_another(server: str, browser: Any) -> None:
+    trainer, reader = browser.new_context(), browser.new_context()
+    try:
+        a = trainer.new_page()
+        a.goto(f"{server}/finetune", timeout=120_000)
+        _settle(a)
+        a.get_by_text("Hyperparameters").first.click()
+        epochs = a.get_by_label("epochs", exact=True)
+        epochs.fill("60")
+        epochs.press("Enter")
+        _settle(a)
+        a.get_by_role("button", name="Start").first.click()
+        a.get_by_text("epoch", exact=False).first.wait_for(timeout=60_000)  # training has started
+        b = reader.new_page()
+        started = time.perf_counter()
+        b.goto(f"{server}/lookup", timeout=120_000)
+        _settle(b)
+        _type(b, "Text", "interest rates")
+        _see(b, "2 piece(s), 384 values each")
+        waited = time.perf_counter() - started
+        still_training = a.get_by_text("done in", exact=False).count() == 0
+        assert waited < 30, f"the second tab waited {waited:.1f} s"
+        assert still_training, "the fine-tune ended before the other tab was served; raise its epochs"
+        _see(a, "done in", timeout=300_000)
+    finally:
+        trainer.close()
+        reader.close()
