@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 from pathlib import Path
 
 
+def _status_kib(field: str) -> int:
+    """A field of /proc/self/status in KiB. VmHWM, not getrusage's ru_maxrss: after fork + exec, ru_maxrss
+    starts from the parent's peak (Linux keeps it in the signal struct), which hides the child's own."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
 def main(folder: str, what: str) -> None:
     import numpy as np
 
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = _status_kib("VmRSS")
     t = time.perf_counter()
     if what == "ours":
         import core
@@ -30,7 +38,7 @@ def main(folder: str, what: str) -> None:
         float(np.asarray(a).sum())
         shape = a.shape
     elapsed = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _status_kib("VmHWM")
     print(json.dumps({"seconds": elapsed, "peak_kib": peak, "base_kib": base, "shape": list(shape)}))
 
 

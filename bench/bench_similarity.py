@@ -28,8 +28,13 @@ def run() -> list[Result]:
     kv.most_similar("king")
 
     singles = ["king", "apple", "paris", "running", "blue"]
-    t_one = best_of(lambda: [similarity.neighbors(m, w, k=10) for w in singles], 5) / len(singles)
-    t_one_g = best_of(lambda: [kv.most_similar(w, topn=10) for w in singles], 5) / len(singles)
+    # Both sides are one memory-bound pass over the 47 MB matrix (~2 ms), so the sides alternate, many
+    # times over, and each keeps its best: one noisy round would decide the ratio otherwise.
+    t_one, t_one_g = float("inf"), float("inf")
+    for _ in range(7):
+        t_one = min(t_one, best_of(lambda: [similarity.neighbors(m, w, k=10) for w in singles * 4], 1))
+        t_one_g = min(t_one_g, best_of(lambda: [kv.most_similar(w, topn=10) for w in singles * 4], 1))
+    t_one, t_one_g = t_one / (4 * len(singles)), t_one_g / (4 * len(singles))
 
     words = [m.index_to_key[i] for i in np.linspace(2000, 29_000, 100).astype(int)]
     t_batch = best_of(lambda: similarity.neighbors_many(m, words, k=10), 3)

@@ -45,4 +45,5 @@ def test_big_checkpoint_opens_within_memory(big: Path) -> None:
     del m, head
     ours = _job(big, "ours")
     fp32_kib = _bigckpt.ROWS * _bigckpt.DIM * 4 / 1024
-    assert ours["peak_kib"] - ours["base_kib"] <= 2 * fp32_kib
+    # at least the widened float32 matrix itself (so a measure that misses memory cannot pass), at most 2×
+    assert fp32_kib <= ours["peak_kib"] - ours["base_kib"] <= 2 * fp32_kib
