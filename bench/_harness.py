@@ -31,8 +31,13 @@ class Result:
 
     def row(self) -> str:
         ratio = f"{self.ratio:.1f}×" if self.ratio is not None else "—"
-        base = f"{self.baseline}: {self.baseline_s:.3f} s" if self.baseline_s is not None else self.baseline
-        return f"| {self.what} | {self.ours_s:.3f} s | {base or '—'} | {ratio} | {self.target} | {self.note} |"
+        base = f"{self.baseline}: {_seconds(self.baseline_s)}" if self.baseline_s is not None else self.baseline
+        return f"| {self.what} | {_seconds(self.ours_s)} | {base or '—'} | {ratio} | {self.target} | {self.note} |"
+
+
+def _seconds(t: float) -> str:
+    """A time for the table: milliseconds below 0.1 s, so a per-query figure does not print as 0.000 s."""
+    return f"{t * 1e3:.2f} ms" if t < 0.1 else f"{t:.3f} s"
 
 
 def best_of(fn: Callable[[], object], repeat: int = 3) -> float:
