@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if "gpu" in item.keywords:
                 item.add_marker(skip)
+
+
+class _OpensFile:
+    """Pickles to the call ``open(path, "w")``: the file appears only if an unpickler runs code."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (str(self.path), "w"))
+
+
+@dataclass(frozen=True)
+class Canary:
+    """A hostile pickle payload and the file it would create: ``assert not canary.path.exists()``."""
+
+    path: Path
+    payload: object
+
+
+@pytest.fixture
+def canary(tmp_path: Path) -> Canary:
+    path = tmp_path / "canary"
+    return Canary(path, _OpensFile(path))
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import contextlib
 import pickle
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -15,6 +16,9 @@ from hypothesis import strategies as st
 import core
 from core._io import safe_upload_name, save_uploads
 from core.errors import EmbedscopeError, ParameterError, UnsafeFileError
+
+if TYPE_CHECKING:
+    from tests.conftest import Canary
 
 _FUZZ = settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.too_slow],
                  derandomize=True)
@@ -76,19 +80,13 @@ def test_ten_megabyte_line(tmp_path: Path) -> None:
         core.load(p)
 
 
-def test_pickle_payload_in_meta_pth(tmp_path: Path) -> None:
-    canary = tmp_path / "canary"
-
-    class Evil:
-        def __reduce__(self):  # type: ignore[no-untyped-def]
-            return (open, (str(canary), "w"))
-
+def test_pickle_payload_in_meta_pth(tmp_path: Path, canary: Canary) -> None:
     folder = tmp_path / "meta"
     folder.mkdir()
-    (folder / "consolidated.00.pth").write_bytes(pickle.dumps({"tok_embeddings.weight": Evil()}))
+    (folder / "consolidated.00.pth").write_bytes(pickle.dumps({"tok_embeddings.weight": canary.payload}))
     with pytest.raises(UnsafeFileError, match="consolidated.00.pth"):
         core.load(folder, vocab="rows")
-    assert not canary.exists()
+    assert not canary.path.exists()
 
 
 @pytest.mark.parametrize("name", ["../../x", "..", ".", "", "a/b", "a\\b", "x\0y"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -11,22 +12,16 @@ import torch
 from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
+if TYPE_CHECKING:
+    from tests.conftest import Canary
+
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 
 
-class _Evil:
-    def __init__(self, canary: Path) -> None:
-        self.canary = canary
-
-    def __reduce__(self):  # type: ignore[no-untyped-def]
-        return (open, (str(self.canary), "w"))
-
-
-def _cases(d: Path) -> dict[str, tuple[Path, str]]:
-    canary = d / "canary"
+def _cases(d: Path, canary: Canary) -> dict[str, tuple[Path, str]]:
     (d / "bin").mkdir()
-    (d / "bin" / "pytorch_model.bin").write_bytes(pickle.dumps({"w": _Evil(canary)}))
-    (d / "evil.pdparams").write_bytes(pickle.dumps({"weight": _Evil(canary)}))
+    (d / "bin" / "pytorch_model.bin").write_bytes(pickle.dumps({"w": canary.payload}))
+    (d / "evil.pdparams").write_bytes(pickle.dumps({"weight": canary.payload}))
     (d / "lies.txt").write_text("9 2\na 1 2\n", encoding="utf-8")
     (d / "ragged.txt").write_text("2 3\na 1 2 3\nb 1 2\n", encoding="utf-8")
     (d / "empty.txt").write_bytes(b"")
@@ -47,10 +42,10 @@ def _cases(d: Path) -> dict[str, tuple[Path, str]]:
     }
 
 
-def test_hostile_files_show_an_error_and_the_app_keeps_serving(tmp_path: Path,
+def test_hostile_files_show_an_error_and_the_app_keeps_serving(tmp_path: Path, canary: Canary,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EMBEDSCOPE_DATA_ROOTS", str(tmp_path))
-    cases = _cases(tmp_path)
+    cases = _cases(tmp_path, canary)
     at = AppTest.from_file(APP, default_timeout=180)
     at.run()
     for name, (path, expected) in cases.items():
@@ -60,4 +55,4 @@ def test_hostile_files_show_an_error_and_the_app_keeps_serving(tmp_path: Path,
         errors = [e.value for e in at.error] + [e.value for e in at.sidebar.error]
         assert any(expected in e and path.name in e for e in errors), (name, errors)
         assert at.title[0].value == "Overview", name  # still serving the demo
-    assert not (tmp_path / "canary").exists()
+    assert not canary.path.exists()

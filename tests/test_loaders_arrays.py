@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import pickle
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 
 import core
 from core.errors import FormatError, UnsafeFileError
+
+if TYPE_CHECKING:
+    from tests.conftest import Canary
 
 
 @pytest.fixture(scope="module")
@@ -61,18 +65,12 @@ def test_pdparams_with_vocab(tmp_path: Path, paddle_files: dict[str, Path]) -> N
         core.load(folder / "emb.pdparams", tensor="nope")
 
 
-def test_pickle_with_other_globals_is_refused(tmp_path: Path) -> None:
-    canary = tmp_path / "canary"
-
-    class Evil:
-        def __reduce__(self):  # type: ignore[no-untyped-def]
-            return (open, (str(canary), "w"))
-
+def test_pickle_with_other_globals_is_refused(tmp_path: Path, canary: Canary) -> None:
     p = tmp_path / "evil.pdparams"
-    p.write_bytes(pickle.dumps({"weight": np.zeros((2, 2)), "x": Evil()}))
+    p.write_bytes(pickle.dumps({"weight": np.zeros((2, 2)), "x": canary.payload}))
     with pytest.raises(UnsafeFileError, match=r"evil.pdparams: refused to unpickle global (io|builtins)\.open"):
         core.load(p)
-    assert not canary.exists()
+    assert not canary.path.exists()
 
 
 def test_truncated_pdparams(tmp_path: Path, paddle_files: dict[str, Path]) -> None:

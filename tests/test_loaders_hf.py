@@ -7,6 +7,7 @@ import pickle
 import shutil
 import struct
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -15,6 +16,9 @@ from safetensors.torch import save_file
 
 import core
 from core.errors import FormatError, TokenNotFound, UnsafeFileError
+
+if TYPE_CHECKING:
+    from tests.conftest import Canary
 
 
 def test_minilm_row_equals_transformers(demo: core.EmbeddingMatrix, demo_dir: Path) -> None:
@@ -192,22 +196,13 @@ def test_bytelevel_and_sentencepiece_tokenizers(tmp_path: Path, lee_corpus: Path
         assert m.unassigned_from == n
 
 
-def _canary_pickle(canary: Path) -> bytes:
-    class Evil:
-        def __reduce__(self):  # type: ignore[no-untyped-def]
-            return (open, (str(canary), "w"))
-
-    return pickle.dumps({"weight": Evil()})
-
-
-def test_pickle_payload_in_bin_is_refused(tmp_path: Path) -> None:
-    canary = tmp_path / "canary"
+def test_pickle_payload_in_bin_is_refused(tmp_path: Path, canary: Canary) -> None:
     folder = tmp_path / "evil"
     folder.mkdir()
-    (folder / "pytorch_model.bin").write_bytes(_canary_pickle(canary))
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps({"weight": canary.payload}))
     with pytest.raises(UnsafeFileError, match="pytorch_model.bin"):
         core.load(folder, vocab="rows")
-    assert not canary.exists()
+    assert not canary.path.exists()
 
 
 def test_malformed_safetensors(tmp_path: Path) -> None:
