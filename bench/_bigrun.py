@@ -7,20 +7,13 @@ import sys
 import time
 from pathlib import Path
 
-
-def _status_kib(field: str) -> int:
-    """A field of /proc/self/status in KiB. VmHWM, not getrusage's ru_maxrss: after fork + exec, ru_maxrss
-    starts from the parent's peak (Linux keeps it in the signal struct), which hides the child's own."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
+from bench._harness import proc_status_kib
 
 
 def main(folder: str, what: str) -> None:
     import numpy as np
 
-    base = _status_kib("VmRSS")
+    base = proc_status_kib("VmRSS")
     t = time.perf_counter()
     if what == "ours":
         import core
@@ -38,7 +31,7 @@ def main(folder: str, what: str) -> None:
         float(np.asarray(a).sum())
         shape = a.shape
     elapsed = time.perf_counter() - t
-    peak = _status_kib("VmHWM")
+    peak = proc_status_kib("VmHWM")
     print(json.dumps({"seconds": elapsed, "peak_kib": peak, "base_kib": base, "shape": list(shape)}))
 
 

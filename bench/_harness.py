@@ -6,6 +6,7 @@ import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass
@@ -49,3 +50,15 @@ def best_of(fn: Callable[[], object], repeat: int = 3) -> float:
         fn()
         times.append(time.perf_counter() - t)
     return min(times)
+
+
+def proc_status_kib(field: str, pid: int | str = "self") -> int:
+    """A memory field of ``/proc/PID/status`` (Linux) in KiB, e.g. VmRSS (now) or VmHWM (this process's peak).
+
+    VmHWM rather than getrusage's ru_maxrss for a child: after fork + exec, ru_maxrss starts from the
+    parent's peak (Linux keeps it in the signal struct), which hides the child's own.
+    """
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/{pid}/status has no {field}")

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from bench._harness import proc_status_kib
+
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "docs" / "screenshots"
 # One folder per test process (this module may be imported twice: as conftest and by the test module).
@@ -30,10 +32,7 @@ SERVER_PID: dict[str, int] = {}
 
 def rss_mib(pid: int) -> float:
     """Resident memory of a process, from /proc (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return proc_status_kib("VmRSS", pid) / 1024
 
 
 def _free_port() -> int:
