@@ -27,17 +27,21 @@ from __future__ import annotations
 
 import ctypes.util
 import functools
+import itertools
 import math
 import os
 import sys
+import threading
 import weakref
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core import _int8_index
 from core.errors import ParameterError, TokenNotFound
 from core.matrix import EmbeddingMatrix
 from core.progress import CancelFn, ProgressFn, Reporter
@@ -487,6 +491,60 @@ def _scan(m: EmbeddingMatrix, plan: _Plan, k: int, exclude: np.ndarray | None, r
         where = "rows" if n_cand == len(m) else "candidate rows left by restrict and the filters"
         raise ParameterError(f"k must be at most the {n_cand:,} {where}; got {k:,}")
     blocked = None if mask is None else ~mask[:n_scan]
+    check_nan = _has_nonfinite(m)
+    found = None
+    if (plan.terms is None and plan.mode == "cosine" and plan.n_out <= _int8_index.MAX_QUERIES and not check_nan
+            and resolve_device(device) == "cpu"):
+        found = _scan_first_pass(m, plan, k, exclude, n_scan, blocked, report, what)
+    if found is None:
+        found = _scan_all(m, plan, k, exclude, n_scan, blocked, check_nan, device, report, what)
+    vals_np, ids_np = found
+    if plan.qnorms is not None:
+        # A positive factor per query does not change its ranking, so it is applied to the winners only.
+        vals_np /= np.where(plan.qnorms > 0, plan.qnorms, np.inf).astype(np.float32)[:, None]
+    ids_np[np.isneginf(vals_np)] = -1
+    order = np.lexsort((np.where(ids_np < 0, np.iinfo(np.int64).max, ids_np), -vals_np), axis=1)
+    report(1.0, what)
+    return np.take_along_axis(ids_np, order, axis=1), np.take_along_axis(vals_np, order, axis=1)
+
+
+def _prepared(plan: _Plan, b0: int, b1: int, what: str) -> np.ndarray:
+    """Queries ``b0:b1`` of a plan as the engine multiplies them (e.g. unit length for cosine)."""
+    q = plan.prepare(np.asarray(plan.basis[b0:b1])) if plan.prepare else plan.basis[b0:b1]
+    if not np.isfinite(q).all():
+        raise ParameterError(f"{what}: a query vector has NaN or infinite values")
+    return q
+
+
+def _scan_first_pass(m: EmbeddingMatrix, plan: _Plan, k: int, exclude: np.ndarray | None, n_scan: int,
+                     blocked: np.ndarray | None, report: Reporter,
+                     what: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Cosine top ``k`` of a few queries through the int8 first pass (:mod:`core._int8_index`): exact
+    float32 scores of the rows it leaves in doubt. None where there is no index or too many rows are in doubt.
+    """
+    index = _int8_index.for_matrix(m)
+    if index is None:
+        return None
+    report(0.0, what)
+    q = np.asarray(_prepared(plan, 0, plan.n_out, what), dtype=np.float32)
+    doubt = index.candidates(q, k, n_scan, blocked, exclude)
+    if doubt is None:
+        return None
+    norms = _NumpyOps(m).safe_norms
+    vals = np.full((len(doubt), k), -np.inf, dtype=np.float32)
+    ids = np.full((len(doubt), k), -1, dtype=np.int64)
+    for b, rows in enumerate(doubt):
+        # einsum, not BLAS: a few rows, and a BLAS call here would wake its threads against torch's.
+        s = np.einsum("ij,j->i", np.asarray(m.vectors[rows], dtype=np.float32), q[b]) / norms[rows]
+        top = np.argpartition(s, s.size - k)[s.size - k:]
+        vals[b], ids[b] = s[top], rows[top]
+    return vals, ids
+
+
+def _scan_all(m: EmbeddingMatrix, plan: _Plan, k: int, exclude: np.ndarray | None, n_scan: int,
+              blocked: np.ndarray | None, check_nan: bool, device: str, report: Reporter,
+              what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` (unordered) of every output of ``plan`` by one pass over the first ``n_scan`` rows."""
     ops: Any = _ops(m, device)
     n_out = plan.n_out
     shared = plan.terms is not None
@@ -494,7 +552,6 @@ def _scan(m: EmbeddingMatrix, plan: _Plan, k: int, exclude: np.ndarray | None, r
     width = max(block, plan.basis.shape[0]) if shared else block
     chunk = max(1, min(n_scan, _SCORE_ELEMS // width, max(1024, (1 << 26) // max(1, m.dim))))
     n_blocks, n_chunks = -(-n_out // block), -(-n_scan // chunk)
-    check_nan = _has_nonfinite(m)
 
     basis: Any = None
     terms: Any = None
@@ -509,6 +566,10 @@ def _scan(m: EmbeddingMatrix, plan: _Plan, k: int, exclude: np.ndarray | None, r
 
     best_s = ops.full((n_out, k), -ops.inf)
     best_i = ops.full((n_out, k), -1, ints=True)
+    # The compiled loops pay numba's import (~0.3 s) once per process: worth it for batches, not one query.
+    if isinstance(ops, _NumpyOps) and (shared or n_out >= _COMPILED_MIN_QUERIES) and k <= _compiled_max_k():
+        _scan_compiled(ops, plan, exclude, n_scan, blocked, best_s, best_i, report, what)
+        return best_s, best_i
     step = 0
     for c0 in range(0, n_scan, chunk):
         c1 = min(n_scan, c0 + chunk)
@@ -516,13 +577,7 @@ def _scan(m: EmbeddingMatrix, plan: _Plan, k: int, exclude: np.ndarray | None, r
         cols = np.flatnonzero(blocked[c0:c1]) if blocked is not None else np.empty(0, dtype=np.int64)
         cols_dev = ops.ints(cols) if cols.size else None
         if shared:
-            f = ops.matmul(basis, rows)
-            if plan.mode == "cosine":
-                f /= ops.norms(c0, c1)[None, :]
-            elif plan.mode == "cosmul":
-                f /= ops.norms(c0, c1)[None, :]
-                f += 1.0
-                f *= 0.5
+            f = _basis_products(ops, plan, basis, rows, c0, c1)
         for b0 in range(0, n_out, block):
             report(step / (n_blocks * n_chunks), what)
             step += 1
@@ -533,16 +588,7 @@ def _scan(m: EmbeddingMatrix, plan: _Plan, k: int, exclude: np.ndarray | None, r
                     s *= 2.0
                     s -= ops.sqnorms(c0, c1)[None, :]
             else:
-                q = plan.prepare(np.asarray(plan.basis[b0:b1])) if plan.prepare else plan.basis[b0:b1]
-                if not np.isfinite(q).all():
-                    raise ParameterError(f"{what}: a query vector has NaN or infinite values")
-                s = ops.matmul(ops.put(q), rows)
-                if plan.mode == "cosine":
-                    s /= ops.norms(c0, c1)[None, :]
-                elif plan.mode == "euclidean":
-                    # Ranking by 2·q·x − |x|² is ranking by −|q − x|²; exact distances come later.
-                    s *= 2.0
-                    s -= ops.sqnorms(c0, c1)[None, :]
+                s = _query_scores(ops, plan, rows, b0, b1, c0, c1, what)
             if check_nan:
                 s = ops.fix_nan(s)
             if cols_dev is not None:
@@ -559,15 +605,116 @@ def _scan(m: EmbeddingMatrix, plan: _Plan, k: int, exclude: np.ndarray | None, r
                 all_s, all_i = ops.cat(best_s[b0:b1], vals), ops.cat(best_i[b0:b1], idx + c0)
                 top_s, sel = ops.topk(all_s, k)
                 best_s[b0:b1], best_i[b0:b1] = top_s, ops.take(all_i, sel)
-    vals_np = ops.numpy(best_s).astype(np.float32)
-    ids_np = ops.numpy(best_i).astype(np.int64)
-    if plan.qnorms is not None:
-        # A positive factor per query does not change its ranking, so it is applied to the winners only.
-        vals_np /= np.where(plan.qnorms > 0, plan.qnorms, np.inf).astype(np.float32)[:, None]
-    ids_np[np.isneginf(vals_np)] = -1
-    order = np.lexsort((np.where(ids_np < 0, np.iinfo(np.int64).max, ids_np), -vals_np), axis=1)
-    report(1.0, what)
-    return np.take_along_axis(ids_np, order, axis=1), np.take_along_axis(vals_np, order, axis=1)
+    return ops.numpy(best_s).astype(np.float32), ops.numpy(best_i).astype(np.int64)
+
+
+@functools.lru_cache(maxsize=1)
+def _compiled_max_k() -> int:
+    """The largest ``k`` the compiled loops take (0 where numba cannot be imported)."""
+    try:
+        from core import _kernels
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return 0
+    return _kernels.MAX_K
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _on_threads(n: int, run: Callable[[int, int], None], min_per_thread: int = 32) -> None:
+    """``run(a, b)`` over contiguous slices of range(n), on one thread per core (the loops release the GIL)."""
+    global _POOL
+    workers = max(1, min(os.cpu_count() or 1, n // max(1, min_per_thread)))
+    if workers == 1:
+        run(0, n)
+        return
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="embedscope-search")
+    bounds = np.linspace(0, n, workers + 1).astype(int)
+    for fut in [_POOL.submit(run, int(a), int(b)) for a, b in itertools.pairwise(bounds)]:
+        fut.result()
+
+
+#: Fewer queries than this (and no shared basis) are answered by numpy alone.
+_COMPILED_MIN_QUERIES = 16
+#: Columns per chunk of the compiled scan: a query's few basis rows of a chunk stay in the core's cache.
+_COMPILED_CHUNK = 4096
+
+
+def _scan_compiled(ops: _NumpyOps, plan: _Plan, exclude: np.ndarray | None, n_scan: int,
+                   blocked: np.ndarray | None, best_s: np.ndarray, best_i: np.ndarray, report: Reporter,
+                   what: str) -> None:
+    """:func:`_scan_all` on the CPU with the compiled loops of :mod:`core._kernels` (``best_*`` in place)."""
+    from core import _kernels as kn
+
+    m = ops.m
+    n_out = plan.n_out
+    ex = exclude if exclude is not None else np.empty((n_out, 0), dtype=np.int64)
+    none_blocked = np.empty(0, dtype=np.bool_)
+    no_sq = np.empty(0, dtype=np.float32)
+    if plan.terms is not None:
+        if not np.isfinite(plan.basis).all():
+            raise ParameterError(f"{what}: a query vector has NaN or infinite values")
+        basis = ops.put(plan.basis)
+        terms = np.ascontiguousarray(plan.terms, dtype=np.int64)
+        weights = (np.ascontiguousarray(plan.weights, dtype=np.float32) if plan.weights is not None
+                   else np.ones(terms.shape, dtype=np.float32))
+        mode = {"cosmul": kn.MODE_COSMUL, "euclidean": kn.MODE_EUCLIDEAN}.get(plan.mode, kn.MODE_SUM)
+        chunk = _COMPILED_CHUNK
+    else:
+        chunk = max(1, min(n_scan, _SCORE_ELEMS // max(1, min(n_out, _BLOCK_ROWS)),
+                           max(1024, (1 << 26) // max(1, m.dim))))
+    n_blocks = 1 if plan.terms is not None else -(-n_out // _BLOCK_ROWS)
+    steps = n_blocks * -(-n_scan // chunk)
+    for ci, c0 in enumerate(range(0, n_scan, chunk)):
+        c1 = min(n_scan, c0 + chunk)
+        rows = ops.rows(c0, c1)
+        blk = np.ascontiguousarray(blocked[c0:c1]) if blocked is not None else none_blocked
+        if plan.terms is not None:
+            f = _basis_products(ops, plan, basis, rows, c0, c1)
+            sq = ops.sqnorms(c0, c1) if plan.mode == "euclidean" else no_sq
+            report(ci / steps, what)
+
+            def combine(a: int, b: int, f: np.ndarray = f, sq: np.ndarray = sq, blk: np.ndarray = blk,
+                        c0: int = c0) -> None:
+                kn.combine_keep_best(f, terms, weights, mode, plan.n_pos, sq, a, b, c0, blk, ex, best_s, best_i)
+
+            _on_threads(n_out, combine)
+            continue
+        for bi, b0 in enumerate(range(0, n_out, _BLOCK_ROWS)):
+            report((ci * n_blocks + bi) / steps, what)
+            b1 = min(n_out, b0 + _BLOCK_ROWS)
+            s = _query_scores(ops, plan, rows, b0, b1, c0, c1, what)
+
+            def keep(a: int, b: int, s: np.ndarray = s, b0: int = b0, blk: np.ndarray = blk, c0: int = c0) -> None:
+                kn.keep_best(s[a:b], b0 + a, c0, blk, ex, best_s, best_i)
+
+            _on_threads(b1 - b0, keep)
+
+
+def _basis_products(ops: Any, plan: _Plan, basis: Any, rows: Any, c0: int, c1: int) -> Any:
+    """Products of a shared basis with rows c0..c1, as the plan's mode combines them (see :class:`_Plan`)."""
+    f = ops.matmul(basis, rows)
+    if plan.mode in ("cosine", "cosmul"):
+        f /= ops.norms(c0, c1)[None, :]
+    if plan.mode == "cosmul":
+        f += 1.0
+        f *= 0.5
+    return f
+
+
+def _query_scores(ops: Any, plan: _Plan, rows: Any, b0: int, b1: int, c0: int, c1: int, what: str) -> Any:
+    """Scores of queries b0..b1 against rows c0..c1 (larger is closer)."""
+    s = ops.matmul(ops.put(_prepared(plan, b0, b1, what)), rows)
+    if plan.mode == "cosine":
+        s /= ops.norms(c0, c1)[None, :]
+    elif plan.mode == "euclidean":
+        # Ranking by 2·q·x − |x|² is ranking by −|q − x|²; exact distances come later.
+        s *= 2.0
+        s -= ops.sqnorms(c0, c1)[None, :]
+    return s
 
 
 def _combine(ops: Any, plan: _Plan, f: Any, terms: Any, weights: Any) -> Any:

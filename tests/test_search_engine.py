@@ -1,0 +1,228 @@
+"""The two CPU speed-ups of the neighbour search, each against an independent float64 oracle.
+
+- The int8 first pass (``core._int8_index``): its error bound must hold on every row of MiniLM, and a
+  search through it must return the exact search's answer, with filters, ``restrict`` and exclusions.
+- The compiled loops (``core._kernels``): batches, shared-basis sums (3CosAdd, euclidean) and 3CosMul must
+  keep the same best rows as brute-force numpy in float64, with ties going to the lower row id.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import core
+from core import _int8_index, similarity
+from core.similarity import Filters
+
+
+def _fbgemm() -> bool:
+    import torch
+
+    return torch.backends.quantized.engine in _int8_index.ENGINES
+
+
+needs_fbgemm = pytest.mark.skipif(not _fbgemm(), reason="torch's int8 engine here is not FBGEMM")
+
+
+def _unit64(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.where(n > 0, n, np.inf)
+
+
+def _oracle(m: core.EmbeddingMatrix, q: np.ndarray, k: int, exclude: list[int] = (), restrict: int | None = None,
+            mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine of every row in float64 (-inf where a row may not be returned)."""
+    s = _unit64(np.asarray(m.vectors)) @ _unit64(q)
+    s[list(exclude)] = -np.inf
+    if restrict is not None:
+        s[restrict:] = -np.inf
+    if mask is not None:
+        s[~mask] = -np.inf
+    return s
+
+
+def _same(ids: np.ndarray, scores: np.ndarray, s: np.ndarray) -> None:
+    """The oracle's top rows, best first and ties to the lower id, except swaps between scores closer than
+    float32 can tell apart; scores within 1e-5."""
+    ref = np.lexsort((np.arange(len(s)), -s))[:len(ids)]
+    np.testing.assert_allclose(scores, s[ref], atol=1e-5)
+    for got, want in zip(ids, ref, strict=True):
+        assert got == want or abs(s[got] - s[want]) < 1e-6, (ids, ref)
+
+
+# ------------------------------------------------------------------------------------------------
+# the int8 first pass
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def index(demo: core.EmbeddingMatrix) -> _int8_index.Int8Index:
+    if not _fbgemm():
+        pytest.skip("torch's int8 engine here is not FBGEMM")
+    built = _int8_index.Int8Index.build(demo)
+    assert built is not None, "FBGEMM's kernel did not keep the bound on MiniLM"
+    return built
+
+
+def _queries(m: core.EmbeddingMatrix, n: int, seed: int = 0) -> list[np.ndarray]:
+    """Rows of the matrix, means of a few rows (formulas) and random directions, as unit float32."""
+    rng = np.random.default_rng(seed)
+    v = np.asarray(m.vectors)
+    out = [v[i] for i in rng.choice(len(m), n, replace=False)]
+    out += [v[rng.choice(len(m), 3)].sum(axis=0) for _ in range(n // 4)]
+    out += [rng.standard_normal(m.dim) for _ in range(n // 4)]
+    return [(_unit64(q)).astype(np.float32) for q in out]
+
+
+def test_error_bound_holds_on_every_row(demo: core.EmbeddingMatrix, index: _int8_index.Int8Index) -> None:
+    exact_rows = _unit64(np.asarray(demo.vectors))
+    widths = []
+    for q in _queries(demo, 24):
+        est = index.estimate(q)
+        y = est.y[:len(demo)]
+        bound = est.qn * index.resid + est.a * index.wnorm + np.abs(y) * 2.0 ** -20 + est.const
+        err = np.abs(exact_rows @ q.astype(np.float64) - y)
+        assert (err <= bound).all(), float((err - bound).max())
+        widths.append(float(np.median(bound)))
+    # A bound this loose would still be exact, but would leave hundreds of rows to rescore.
+    assert max(widths) < 0.05, widths
+
+
+def test_candidates_hold_the_exact_top_k(demo: core.EmbeddingMatrix, index: _int8_index.Int8Index) -> None:
+    sizes = []
+    for k in (1, 10, 50):
+        for q in _queries(demo, 12, seed=k):
+            found = index.candidates(q[None], k, len(demo))
+            if found is None:  # too many rows in doubt (a random direction): the exact scan answers
+                sizes.append(len(demo))
+                continue
+            s = _oracle(demo, q, k)
+            assert set(np.argsort(-s)[:k]) <= set(found[0])
+            sizes.append(found[0].size)
+    assert np.median(sizes) < 200, sizes
+
+
+@needs_fbgemm
+def test_built_at_the_second_query_and_exact_after(demo_dir: object) -> None:
+    m = core.load(demo_dir)  # a matrix of its own: the first-query rule is per matrix
+    similarity.neighbors(m, "king")
+    assert _int8_index.status(m) == {"used": False, "queries": 1}
+    first = similarity.neighbors(m, "paris", k=10)
+    assert _int8_index.status(m)["used"]
+    rng = np.random.default_rng(3)
+    mask = similarity.candidate_mask(m, Filters(hide_special=True, hide_subwords=True))
+    for trial, i in enumerate(rng.choice(len(m), 60, replace=False)):
+        k = (1, 5, 10, 40)[trial % 4]
+        restrict = 20_000 if trial % 3 == 0 else None
+        use_mask = mask if trial % 2 else None
+        q = np.asarray(m.vectors[i])
+        ids, scores = similarity.knn(m, q, k, exclude=[[i]], restrict=restrict, mask=use_mask)
+        _same(ids[0], scores[0], _oracle(m, q, k, [i], restrict, use_mask))
+    _same(np.array([n.id for n in first.neighbors]), np.array([n.score for n in first.neighbors]),
+          _oracle(m, similarity.resolve_query(m, "paris").vector(), 10, [m.get_index("paris")]))
+
+
+@needs_fbgemm
+def test_large_k_nan_rows_and_small_matrices_scan_in_float32() -> None:
+    rng = np.random.default_rng(1)
+    vecs = rng.standard_normal((6000, 48)).astype(np.float32)
+    m = core.EmbeddingMatrix(vecs, [f"t{i}" for i in range(len(vecs))])
+    for _ in range(2):
+        similarity.knn(m, vecs[0], 5)
+    assert _int8_index.status(m)["used"]
+    # More rows in doubt than an eighth of the matrix: the exact scan answers, the same way.
+    ids, scores = similarity.knn(m, vecs[1], 1000, exclude=[[1]])
+    _same(ids[0], scores[0], _oracle(m, vecs[1], 1000, [1]))
+    # A zero query scores 0 with every row: all rows are in doubt, and the exact scan answers.
+    ids, scores = similarity.knn(m, np.zeros(48, dtype=np.float32), 3)
+    np.testing.assert_array_equal(ids[0], [0, 1, 2])
+    assert (scores == 0).all()
+
+    with_nan = vecs.copy()
+    with_nan[3] = np.nan
+    n = core.EmbeddingMatrix(with_nan, m.index_to_key)
+    for _ in range(3):
+        ids, _ = similarity.knn(n, vecs[4], 5)
+        assert 3 not in ids[0]
+    assert not _int8_index.status(n)["used"]
+
+    small = core.EmbeddingMatrix(vecs[:_int8_index.MIN_ROWS - 1], m.index_to_key[:_int8_index.MIN_ROWS - 1])
+    for _ in range(3):
+        similarity.knn(small, vecs[0], 5)
+    assert _int8_index.status(small) == {"used": False, "queries": 0}
+
+
+def test_grid_query_is_exact_on_the_kernels_grid() -> None:
+    rng = np.random.default_rng(2)
+    for _ in range(50):
+        q = rng.standard_normal(int(rng.integers(2, 500))).astype(np.float32) * np.float32(rng.uniform(1e-3, 10))
+        x = _int8_index.grid_query(q)
+        lo, hi = float(x[-2]), float(x[-1])
+        step = (hi - lo) / 127
+        levels = (x - lo) / step
+        np.testing.assert_array_equal(levels, np.rint(levels))  # every value is a level of the grid
+        assert levels.min() >= 0 and levels.max() <= 127
+        assert np.abs(q - x[:-2]).max() <= step / 2 * (1 + 1e-6)
+
+
+# ------------------------------------------------------------------------------------------------
+# the compiled loops
+# ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tied() -> core.EmbeddingMatrix:
+    """Random rows where every row 0..99 appears again at 100..199 (exact ties), then more rows."""
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal((100, 24)).astype(np.float32)
+    vecs = np.concatenate([base, base, rng.standard_normal((800, 24)).astype(np.float32)])
+    return core.EmbeddingMatrix(vecs, [f"t{i}" for i in range(len(vecs))])
+
+
+@pytest.mark.parametrize("metric", ["cosine", "dot", "euclidean"])
+def test_batches_keep_the_best_rows_and_lower_ids_on_ties(tied: core.EmbeddingMatrix, metric: str) -> None:
+    v = np.asarray(tied.vectors, dtype=np.float64)
+    queries = v[300:340] + 0.05
+    ids, scores = similarity.knn(tied, queries, k=8, metric=metric, exclude=np.arange(300, 340))
+    if metric == "cosine":
+        s = _unit64(queries) @ _unit64(v).T
+    elif metric == "dot":
+        s = queries @ v.T
+    else:
+        s = -np.linalg.norm(queries[:, None, :] - v[None, :, :], axis=2)
+    s[np.arange(40), np.arange(300, 340)] = -np.inf
+    sign = -1.0 if metric == "euclidean" else 1.0  # euclidean scores are distances
+    for qi in range(40):
+        order = np.lexsort((np.arange(len(v)), -s[qi]))[:8]
+        np.testing.assert_array_equal(ids[qi], order)
+        np.testing.assert_allclose(scores[qi], sign * s[qi, order], rtol=1e-5, atol=1e-5)
+    # Row 0 and its twin 100 score the same for every query: the lower id always comes first.
+    twin_ids, _ = similarity.knn(tied, v[:20] + 0.01, k=2, metric=metric)
+    np.testing.assert_array_equal(twin_ids, np.stack([np.arange(20), np.arange(100, 120)], axis=1))
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_sums_of_a_shared_basis(tied: core.EmbeddingMatrix, metric: str) -> None:
+    rng = np.random.default_rng(6)
+    v = np.asarray(tied.vectors, dtype=np.float64)
+    basis = v[rng.choice(len(v), 30, replace=False)]
+    terms = rng.integers(0, 30, (50, 3))
+    weights = rng.choice([1.0, -1.0, 0.5], (50, 3))
+    ids, scores = similarity.knn_of_sums(tied, basis, terms, weights, k=6, metric=metric)
+    q = np.einsum("qt,qtd->qd", weights, basis[terms])
+    s = _unit64(q) @ _unit64(v).T if metric == "cosine" else -np.linalg.norm(q[:, None, :] - v[None, :, :], axis=2)
+    ref = np.argsort(-s, axis=1, kind="stable")[:, :6]
+    np.testing.assert_array_equal(ids, ref)
+    sign = 1.0 if metric == "cosine" else -1.0  # euclidean scores are distances
+    np.testing.assert_allclose(scores, sign * np.take_along_axis(s, ref, axis=1), rtol=1e-4, atol=1e-5)
+
+
+def test_cosmul_of_a_shared_basis(tied: core.EmbeddingMatrix) -> None:
+    rng = np.random.default_rng(7)
+    v = np.asarray(tied.vectors, dtype=np.float64)
+    basis = v[rng.choice(len(v), 30, replace=False)]
+    pos, neg = rng.integers(0, 30, (40, 2)), rng.integers(0, 30, (40, 1))
+    ids, scores = similarity.cosmul_knn(tied, basis, pos, neg, k=5, exclude=np.zeros((40, 0), dtype=int))
+    c = (1 + _unit64(basis) @ _unit64(v).T) / 2  # (30 × rows)
+    s = c[pos[:, 0]] * c[pos[:, 1]] / (c[neg[:, 0]] + 1e-6)
+    ref = np.argsort(-s, axis=1, kind="stable")[:, :5]
+    np.testing.assert_array_equal(ids, ref)
+    np.testing.assert_allclose(scores, np.take_along_axis(s, ref, axis=1), rtol=1e-5)
