@@ -613,7 +613,7 @@ def _compiled_max_k() -> int:
     """The largest ``k`` the compiled loops take (0 where numba cannot be imported)."""
     try:
         from core import _kernels
-    except ImportError:  # pragma: no cover - numba is a dependency
+    except (ImportError, OSError, RuntimeError):  # pragma: no cover - numba missing, or no cache it can write
         return 0
     return _kernels.MAX_K
 
