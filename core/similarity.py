@@ -20,7 +20,12 @@ that are weighted sums of a few shared vectors, e.g. thousands of analogy questi
 :func:`cosmul_knn` (3CosMul). It does one matrix product per chunk of the vocabulary and block of queries
 (so memory stays bounded on 128k-row matrices), keeps the top ``k`` of each chunk by a partial sort and
 merges them into a running best. It runs on the GPU through torch when CUDA is there, else on the CPU with
-numpy. Rows are never copied per call: cosine divides the products by the matrix's cached norms.
+numpy, where batches keep their best rows through the compiled loops of :mod:`core._kernels` (one thread per
+core). Rows are never copied per call: cosine divides the products by the matrix's cached norms.
+
+A single cosine query on the CPU reads the whole matrix, so from the second one on a matrix it goes through
+the int8 first pass of :mod:`core._int8_index` (a quarter of the bytes, with a proven error bound), and only
+the rows that bound leaves in doubt are scored in float32: the same answer, faster.
 """
 
 from __future__ import annotations
@@ -491,6 +496,8 @@ def _scan(m: EmbeddingMatrix, plan: _Plan, k: int, exclude: np.ndarray | None, r
         where = "rows" if n_cand == len(m) else "candidate rows left by restrict and the filters"
         raise ParameterError(f"k must be at most the {n_cand:,} {where}; got {k:,}")
     blocked = None if mask is None else ~mask[:n_scan]
+    if plan.terms is not None and not np.isfinite(plan.basis).all():
+        raise ParameterError(f"{what}: a query vector has NaN or infinite values")
     check_nan = _has_nonfinite(m)
     found = None
     if (plan.terms is None and plan.mode == "cosine" and plan.n_out <= _int8_index.MAX_QUERIES and not check_nan
@@ -548,6 +555,9 @@ def _scan_all(m: EmbeddingMatrix, plan: _Plan, k: int, exclude: np.ndarray | Non
     ops: Any = _ops(m, device)
     n_out = plan.n_out
     shared = plan.terms is not None
+    # The compiled loops pay numba's import (~0.3 s) once per process: worth it for batches, not one query.
+    if isinstance(ops, _NumpyOps) and (shared or n_out >= _COMPILED_MIN_QUERIES) and k <= _compiled_max_k():
+        return _scan_compiled(ops, plan, k, exclude, n_scan, blocked, report, what)
     block = max(1, min(n_out, _BLOCK_ROWS))
     width = max(block, plan.basis.shape[0]) if shared else block
     chunk = max(1, min(n_scan, _SCORE_ELEMS // width, max(1024, (1 << 26) // max(1, m.dim))))
@@ -557,8 +567,6 @@ def _scan_all(m: EmbeddingMatrix, plan: _Plan, k: int, exclude: np.ndarray | Non
     terms: Any = None
     weights: Any = None
     if shared:
-        if not np.isfinite(plan.basis).all():
-            raise ParameterError(f"{what}: a query vector has NaN or infinite values")
         basis = ops.put(plan.basis)
         terms = ops.ints(plan.terms)
         if plan.weights is not None:
@@ -566,10 +574,6 @@ def _scan_all(m: EmbeddingMatrix, plan: _Plan, k: int, exclude: np.ndarray | Non
 
     best_s = ops.full((n_out, k), -ops.inf)
     best_i = ops.full((n_out, k), -1, ints=True)
-    # The compiled loops pay numba's import (~0.3 s) once per process: worth it for batches, not one query.
-    if isinstance(ops, _NumpyOps) and (shared or n_out >= _COMPILED_MIN_QUERIES) and k <= _compiled_max_k():
-        _scan_compiled(ops, plan, exclude, n_scan, blocked, best_s, best_i, report, what)
-        return best_s, best_i
     step = 0
     for c0 in range(0, n_scan, chunk):
         c1 = min(n_scan, c0 + chunk)
@@ -643,20 +647,19 @@ _COMPILED_MIN_QUERIES = 16
 _COMPILED_CHUNK = 4096
 
 
-def _scan_compiled(ops: _NumpyOps, plan: _Plan, exclude: np.ndarray | None, n_scan: int,
-                   blocked: np.ndarray | None, best_s: np.ndarray, best_i: np.ndarray, report: Reporter,
-                   what: str) -> None:
-    """:func:`_scan_all` on the CPU with the compiled loops of :mod:`core._kernels` (``best_*`` in place)."""
+def _scan_compiled(ops: _NumpyOps, plan: _Plan, k: int, exclude: np.ndarray | None, n_scan: int,
+                   blocked: np.ndarray | None, report: Reporter, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_scan_all` on the CPU with the compiled loops of :mod:`core._kernels`."""
     from core import _kernels as kn
 
     m = ops.m
     n_out = plan.n_out
+    best_s = np.full((n_out, k), -np.inf, dtype=np.float32)
+    best_i = np.full((n_out, k), -1, dtype=np.int64)
     ex = exclude if exclude is not None else np.empty((n_out, 0), dtype=np.int64)
     none_blocked = np.empty(0, dtype=np.bool_)
     no_sq = np.empty(0, dtype=np.float32)
     if plan.terms is not None:
-        if not np.isfinite(plan.basis).all():
-            raise ParameterError(f"{what}: a query vector has NaN or infinite values")
         basis = ops.put(plan.basis)
         terms = np.ascontiguousarray(plan.terms, dtype=np.int64)
         weights = (np.ascontiguousarray(plan.weights, dtype=np.float32) if plan.weights is not None
@@ -692,6 +695,7 @@ def _scan_compiled(ops: _NumpyOps, plan: _Plan, exclude: np.ndarray | None, n_sc
                 kn.keep_best(s[a:b], b0 + a, c0, blk, ex, best_s, best_i)
 
             _on_threads(b1 - b0, keep)
+    return best_s, best_i
 
 
 def _basis_products(ops: Any, plan: _Plan, basis: Any, rows: Any, c0: int, c1: int) -> Any:
