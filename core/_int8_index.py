@@ -278,36 +278,66 @@ class Int8Index:
 
 
 class _Entry:
-    __slots__ = ("index", "queries", "tried")
+    __slots__ = ("building", "index", "queries", "tried")
 
     def __init__(self) -> None:
         self.queries = 0
         self.index: Int8Index | None = None
         self.tried = False
+        self.building = threading.Lock()
 
 
 _ENTRIES: weakref.WeakKeyDictionary[EmbeddingMatrix, _Entry] = weakref.WeakKeyDictionary()
 _LOCK = threading.Lock()
 
 
-def for_matrix(m: EmbeddingMatrix) -> Int8Index | None:
-    """The index to use for this query on ``m``, or None for the float32 scan.
-
-    None for small matrices and for a matrix's first query in the process; built once, at its second
-    (under a lock, so concurrent sessions share one build).
-    """
-    if len(m) < MIN_ROWS:
-        return None
+def _entry(m: EmbeddingMatrix, query: bool) -> _Entry:
     with _LOCK:
         entry = _ENTRIES.get(m)
         if entry is None:
             entry = _ENTRIES[m] = _Entry()
-        entry.queries += 1
-        if entry.tried or entry.queries < 2:
-            return entry.index
-        entry.tried = True
-        entry.index = Int8Index.build(m)
+        entry.queries += query
+        return entry
+
+
+def _build_once(entry: _Entry, m: EmbeddingMatrix, wait: bool) -> Int8Index | None:
+    """The entry's index, built by the first caller; without ``wait``, None while another thread builds it."""
+    if entry.tried:
         return entry.index
+    if not entry.building.acquire(blocking=wait):
+        return None
+    try:
+        if not entry.tried:
+            entry.index = Int8Index.build(m)
+            entry.tried = True
+        return entry.index
+    finally:
+        entry.building.release()
+
+
+def for_matrix(m: EmbeddingMatrix) -> Int8Index | None:
+    """The index to use for this query on ``m``, or None for the float32 scan.
+
+    None for small matrices and for a matrix's first query in the process; built once, at its second
+    (unless :func:`prepare` built it already). A query that comes while another thread builds it does not
+    wait: it scans in float32.
+    """
+    if len(m) < MIN_ROWS:
+        return None
+    entry = _entry(m, query=True)
+    if entry.tried or entry.queries < 2:
+        return entry.index
+    return _build_once(entry, m, wait=False)
+
+
+def prepare(m: EmbeddingMatrix) -> Int8Index | None:
+    """Build the index of ``m`` now rather than at its second query: for a server that knows more will come.
+
+    Run it on a thread of its own (it imports torch the first time); queries meanwhile scan in float32.
+    """
+    if len(m) < MIN_ROWS:
+        return None
+    return _build_once(_entry(m, query=False), m, wait=True)
 
 
 def status(m: EmbeddingMatrix) -> dict[str, Any]:
@@ -316,4 +346,4 @@ def status(m: EmbeddingMatrix) -> dict[str, Any]:
     return {"used": entry is not None and entry.index is not None, "queries": 0 if entry is None else entry.queries}
 
 
-__all__ = ["MAX_QUERIES", "MIN_ROWS", "Estimate", "Int8Index", "for_matrix", "status"]
+__all__ = ["MAX_QUERIES", "MIN_ROWS", "Estimate", "Int8Index", "for_matrix", "prepare", "status"]

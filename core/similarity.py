@@ -1213,6 +1213,12 @@ def _as_query(m: EmbeddingMatrix, query: str | Query) -> Query:
     return query if isinstance(query, Query) else resolve_query(m, query)
 
 
+def prepare_search(m: EmbeddingMatrix) -> bool:
+    """Build now what makes later single queries on ``m`` fast (the int8 first pass), instead of at the
+    second query; for a server, on a thread of its own. Returns whether single queries will use it."""
+    return _int8_index.prepare(m) is not None
+
+
 def neighbors(m: EmbeddingMatrix, query: str | Query, k: int = 10, metric: str = "cosine",
               filters: Filters | None = None, device: str = "auto") -> Neighbors:
     """The ``k`` nearest tokens to a query (a token, a split word, or a formula — 3CosAdd with cosine).
@@ -1430,6 +1436,7 @@ __all__ = [
     "neighbors",
     "neighbors_many",
     "parse_formula",
+    "prepare_search",
     "resolve_device",
     "resolve_query",
     "resolve_term",

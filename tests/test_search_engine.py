@@ -226,3 +226,20 @@ def test_cosmul_of_a_shared_basis(tied: core.EmbeddingMatrix) -> None:
     ref = np.argsort(-s, axis=1, kind="stable")[:, :5]
     np.testing.assert_array_equal(ids, ref)
     np.testing.assert_allclose(scores, np.take_along_axis(s, ref, axis=1), rtol=1e-5)
+
+
+@needs_fbgemm
+def test_prepare_builds_ahead_and_queries_never_wait_for_a_build() -> None:
+    rng = np.random.default_rng(8)
+    vecs = rng.standard_normal((5000, 32)).astype(np.float32)
+    m = core.EmbeddingMatrix(vecs, [f"t{i}" for i in range(len(vecs))])
+    entry = _int8_index._entry(m, query=False)
+    with entry.building:  # another thread is building: queries scan in float32 instead of waiting
+        for _ in range(3):
+            ids, scores = similarity.knn(m, vecs[7], 4, exclude=[[7]])
+            _same(ids[0], scores[0], _oracle(m, vecs[7], 4, [7]))
+        assert _int8_index.status(m) == {"used": False, "queries": 3}
+    assert similarity.prepare_search(m)
+    assert _int8_index.status(m)["used"]
+    ids, scores = similarity.knn(m, vecs[9], 4, exclude=[[9]])
+    _same(ids[0], scores[0], _oracle(m, vecs[9], 4, [9]))

@@ -26,6 +26,7 @@ def _default_query(m: EmbeddingMatrix) -> str:
 
 m = current_matrix()
 key = cached.key_of(m)
+cached.search_prepared(m, key)
 st.title("Neighbours & analogies")
 near, odd = st.tabs(["Nearest neighbours and analogies", "Which one doesn't belong?"])
 
