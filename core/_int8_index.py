@@ -21,9 +21,11 @@ covers the float32 rounding of the exact scores themselves. The kernel is checke
 the index is built: an index whose kernel is off is not used, and neither is one where torch's int8 engine
 is not FBGEMM (x86), since elsewhere the kernel is slower than the float32 scan.
 
-The index costs a quarter of the matrix's float32 bytes and a few hundred ms per 10⁷ values to build, plus
+The index costs a quarter of the matrix's float32 bytes and about a second per 3·10⁷ values to build, plus
 torch's import the first time. A process that asks one question (the CLI) never builds it: it is built at
-the second query on the same matrix, so a dashboard or notebook pays once and every query after is faster.
+the second query on the same matrix, so a notebook pays once and every query after is faster; a server
+builds it ahead, on a thread of its own (:func:`prepare`), and so does anyone for a matrix too large to
+build at a query.
 """
 
 from __future__ import annotations
@@ -39,16 +41,18 @@ from typing import Any
 
 import numpy as np
 
-from core._quant import int8_rows
 from core.matrix import EmbeddingMatrix
 
 #: Smaller matrices are scanned in float32 directly: the first pass would save microseconds.
 MIN_ROWS = 4096
+#: Larger matrices are not indexed at a query (the build takes about 1 s per 3·10⁷ values, mostly FBGEMM's
+#: packing): only by :func:`prepare`, which a server runs on a thread of its own.
+MAX_VALUES_AT_QUERY = 1 << 26
 #: Queries answered through the index at once (one kernel call each); larger batches use the float32
 #: engine, whose one product per chunk serves every query of the batch.
 MAX_QUERIES = 1
-#: Past this share of the rows in doubt the exact scan is cheaper than rescoring them.
-MAX_CANDIDATE_SHARE = 1 / 8
+#: Past this share of the rows in doubt the exact scan is cheaper than gathering and rescoring them.
+MAX_CANDIDATE_SHARE = 1 / 32
 #: torch's quantized engines whose int8 kernel is FBGEMM's (x86): elsewhere (QNNPACK on ARM) it is slower
 #: than numpy's float32 product, and the index is not built.
 ENGINES = ("x86", "fbgemm")
@@ -166,13 +170,17 @@ class Int8Index:
         for s in range(0, n, step):
             e = min(n, s + step)
             u = np.asarray(m.vectors[s:e], dtype=np.float32) / safe[s:e, None]
-            q, sigma = int8_rows(u)
+            # One absmax scale per row: values to integers in [-127, 127] (rounding is free to choose; r
+            # below measures what it gave).
+            sigma = np.maximum(u.max(axis=1), -u.min(axis=1)) / np.float32(127)
+            q = u / np.where(sigma > 0, sigma, np.float32(1))[:, None]
+            np.rint(q, out=q)
             w8[s:e, :dim] = q
-            w_hat = q.astype(np.float32) * sigma[:, None]
+            q *= sigma[:, None]  # ŵ, within 2⁻²⁴ of q·σ per value: the 1e-7 below covers it
             scales[s:e] = sigma
-            wnorm[s:e] = np.sqrt(np.einsum("ij,ij->i", w_hat, w_hat)) * up
-            d = u - w_hat
-            resid[s:e] = np.sqrt(np.einsum("ij,ij->i", d, d)) * up + np.float32(1e-7)
+            wnorm[s:e] = np.sqrt(np.einsum("ij,ij->i", q, q)) * up
+            u -= q
+            resid[s:e] = np.sqrt(np.einsum("ij,ij->i", u, u)) * up + np.float32(1e-7)
         for a in (wnorm, resid):
             a.setflags(write=False)
         try:
@@ -193,23 +201,22 @@ class Int8Index:
                           .numpy()[0])
 
     def _keeps_bound(self, w8: np.ndarray, scales: np.ndarray) -> bool:
-        """Whether the kernel's error on seeded queries stays within ``γ·|ŵ|·|x̂| + |y|·2⁻²⁰`` on every row."""
+        """Whether the kernel's error on two seeded queries stays within ``γ·|ŵ|·|x̂| + |y|·2⁻²⁰`` on every row."""
         rng = np.random.default_rng(0)
+        q = rng.standard_normal((2, self.dim)).astype(np.float32)
+        x = np.stack([grid_query(v / np.float32(np.linalg.norm(v))) for v in q])
+        y = np.stack([self._run(v) for v in x], axis=1)
+        x64 = x.astype(np.float64)
+        xn = np.linalg.norm(x64, axis=1)
         gamma = _gamma(self.dim)
         step = max(1, _CHUNK_VALUES // max(1, w8.shape[1]))
         n = len(self.wnorm)
-        for _ in range(2):
-            q = rng.standard_normal(self.dim).astype(np.float32)
-            x = grid_query(q / np.float32(np.linalg.norm(q)))
-            y = self._run(x)
-            x64 = x.astype(np.float64)
-            xn = float(np.linalg.norm(x64))
-            for s in range(0, n, step):
-                e = min(n, s + step)
-                exact = (w8[s:e].astype(np.float64) @ x64) * scales[s:e]
-                allowed = gamma * self.wnorm[s:e] * xn + np.abs(y[s:e]) * 2.0 ** -20
-                if not (np.abs(y[s:e] - exact) <= allowed).all():
-                    return False
+        for s in range(0, n, step):
+            e = min(n, s + step)
+            exact = (w8[s:e].astype(np.float64) @ x64.T) * scales[s:e, None]
+            allowed = gamma * self.wnorm[s:e, None] * xn[None, :] + np.abs(y[s:e]) * 2.0 ** -20
+            if not (np.abs(y[s:e] - exact) <= allowed).all():
+                return False
         return True
 
     def estimate(self, q: np.ndarray) -> Estimate:
@@ -319,13 +326,14 @@ def for_matrix(m: EmbeddingMatrix) -> Int8Index | None:
     """The index to use for this query on ``m``, or None for the float32 scan.
 
     None for small matrices and for a matrix's first query in the process; built once, at its second
-    (unless :func:`prepare` built it already). A query that comes while another thread builds it does not
-    wait: it scans in float32.
+    (unless :func:`prepare` built it already; matrices over :data:`MAX_VALUES_AT_QUERY` values only get it
+    from :func:`prepare`). A query that comes while another thread builds it does not wait: it scans in
+    float32.
     """
     if len(m) < MIN_ROWS:
         return None
     entry = _entry(m, query=True)
-    if entry.tried or entry.queries < 2:
+    if entry.tried or entry.queries < 2 or m.shape[0] * m.shape[1] > MAX_VALUES_AT_QUERY:
         return entry.index
     return _build_once(entry, m, wait=False)
 

@@ -42,7 +42,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core._io import atomic_dir
-from core._quant import bf16_bits, bf16_round, int8_rows
 from core.errors import ParameterError, TokenNotFound
 from core.matrix import EmbeddingMatrix
 from core.progress import CancelFn, ProgressFn, Reporter
@@ -938,13 +937,38 @@ def _check_format(fmt: str) -> None:
         raise ParameterError(f"format={fmt!r}: must be one of {', '.join(QUANT_FORMATS)}")
 
 
+def _bf16_bits(x: np.ndarray) -> np.ndarray:
+    """float32 → bfloat16 bits (uint16), rounded to nearest, ties to even (as torch does); NaN stays NaN."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+    nan = np.isnan(x)
+    if nan.any():
+        rounded = np.where(nan, (bits >> np.uint32(16)) | np.uint32(0x0040), rounded)
+    return rounded.astype(np.uint16)
+
+
+def _int8(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row absmax int8: q = round(x / s) in [-127, 127] with s = max|x| / 127 (0 for an all-zero row)."""
+    x = np.asarray(x, dtype=np.float32)
+    with np.errstate(invalid="ignore"):
+        absmax = np.max(np.abs(x), axis=1)
+    scale = (absmax / np.float32(127.0)).astype(np.float32)
+    safe = np.where((scale > 0) & np.isfinite(scale), scale, np.float32(1.0))
+    with np.errstate(invalid="ignore"):
+        # float64: a float32 quotient can land on .5 exactly where the true one does not.
+        q = np.clip(np.rint(x.astype(np.float64) / safe[:, None].astype(np.float64)), -127, 127)
+    q = np.where(np.isfinite(q), q, 0).astype(np.int8)
+    scale = np.where(np.isfinite(scale), scale, np.float32(0.0)).astype(np.float32)
+    return q, scale
+
+
 def _quantized_chunk(x: np.ndarray, fmt: str) -> np.ndarray:
     if fmt == "fp16":
         with np.errstate(over="ignore"):
             return x.astype(np.float16).astype(np.float32)
     if fmt == "bf16":
-        return bf16_round(x)
-    q, scale = int8_rows(x)
+        return (_bf16_bits(x).astype(np.uint32) << np.uint32(16)).view(np.float32)
+    q, scale = _int8(x)
     return q.astype(np.float32) * scale[:, None]
 
 
@@ -1110,9 +1134,9 @@ def export_quantized(m: EmbeddingMatrix, fmt: str, out: str | os.PathLike[str], 
         with np.errstate(over="ignore"):
             tensors[ex.TENSOR_NAME] = ("F16", np.asarray(m.vectors, dtype=np.float32).astype(np.float16))
     elif fmt == "bf16":
-        tensors[ex.TENSOR_NAME] = ("BF16", bf16_bits(np.asarray(m.vectors, dtype=np.float32)))
+        tensors[ex.TENSOR_NAME] = ("BF16", _bf16_bits(np.asarray(m.vectors, dtype=np.float32)))
     else:
-        q, scale = int8_rows(np.asarray(m.vectors, dtype=np.float32))
+        q, scale = _int8(np.asarray(m.vectors, dtype=np.float32))
         tensors[f"{ex.TENSOR_NAME}.int8"] = ("I8", q)
         tensors[f"{ex.TENSOR_NAME}.scale"] = ("F32", scale)
     report(0.4, f"{fmt}: writing")

@@ -130,7 +130,7 @@ def test_large_k_nan_rows_and_small_matrices_scan_in_float32() -> None:
     for _ in range(2):
         similarity.knn(m, vecs[0], 5)
     assert _int8_index.status(m)["used"]
-    # More rows in doubt than an eighth of the matrix: the exact scan answers, the same way.
+    # More rows in doubt than the first pass takes (k alone is past it): the exact scan answers, the same way.
     ids, scores = similarity.knn(m, vecs[1], 1000, exclude=[[1]])
     _same(ids[0], scores[0], _oracle(m, vecs[1], 1000, [1]))
     # A zero query scores 0 with every row: all rows are in doubt, and the exact scan answers.
@@ -243,3 +243,15 @@ def test_prepare_builds_ahead_and_queries_never_wait_for_a_build() -> None:
     assert _int8_index.status(m)["used"]
     ids, scores = similarity.knn(m, vecs[9], 4, exclude=[[9]])
     _same(ids[0], scores[0], _oracle(m, vecs[9], 4, [9]))
+
+
+@needs_fbgemm
+def test_large_matrices_are_indexed_only_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(9)
+    vecs = rng.standard_normal((5000, 32)).astype(np.float32)
+    m = core.EmbeddingMatrix(vecs, [f"t{i}" for i in range(len(vecs))])
+    monkeypatch.setattr(_int8_index, "MAX_VALUES_AT_QUERY", 5000 * 32 - 1)
+    for _ in range(3):
+        similarity.knn(m, vecs[1], 3)
+    assert _int8_index.status(m) == {"used": False, "queries": 3}
+    assert similarity.prepare_search(m) and _int8_index.status(m)["used"]
