@@ -140,11 +140,6 @@ class Int8Index:
         """(max |ŵ|, max r) over all rows: one bound for every row, for the first rough cut."""
         return float(self.wnorm.max()), float(self.resid.max())
 
-    @property
-    def nbytes(self) -> int:
-        """Memory held: int8 rows (padded), a float32 scale, |ŵ| and r per row."""
-        return len(self.wnorm) * (self.dim + 2 + 3 * 4)
-
     @classmethod
     def build(cls, m: EmbeddingMatrix) -> Int8Index | None:
         """The index of ``m``; None without FBGEMM's kernel, or where it does not keep the bound on ``m``."""

@@ -515,6 +515,12 @@ def _scan(m: EmbeddingMatrix, plan: _Plan, k: int, exclude: np.ndarray | None, r
     return np.take_along_axis(ids_np, order, axis=1), np.take_along_axis(vals_np, order, axis=1)
 
 
+def _chunk_rows(n_scan: int, width: int, dim: int) -> int:
+    """Matrix rows per chunk: a (width × chunk) score block stays within ``_SCORE_ELEMS`` values, and the rows
+    read per chunk within 64 MiB."""
+    return max(1, min(n_scan, _SCORE_ELEMS // width, max(1024, (1 << 26) // max(1, dim))))
+
+
 def _prepared(plan: _Plan, b0: int, b1: int, what: str) -> np.ndarray:
     """Queries ``b0:b1`` of a plan as the engine multiplies them (e.g. unit length for cosine)."""
     q = plan.prepare(np.asarray(plan.basis[b0:b1])) if plan.prepare else plan.basis[b0:b1]
@@ -560,7 +566,7 @@ def _scan_all(m: EmbeddingMatrix, plan: _Plan, k: int, exclude: np.ndarray | Non
         return _scan_compiled(ops, plan, k, exclude, n_scan, blocked, report, what)
     block = max(1, min(n_out, _BLOCK_ROWS))
     width = max(block, plan.basis.shape[0]) if shared else block
-    chunk = max(1, min(n_scan, _SCORE_ELEMS // width, max(1024, (1 << 26) // max(1, m.dim))))
+    chunk = _chunk_rows(n_scan, width, m.dim)
     n_blocks, n_chunks = -(-n_out // block), -(-n_scan // chunk)
 
     basis: Any = None
@@ -667,8 +673,7 @@ def _scan_compiled(ops: _NumpyOps, plan: _Plan, k: int, exclude: np.ndarray | No
         mode = {"cosmul": kn.MODE_COSMUL, "euclidean": kn.MODE_EUCLIDEAN}.get(plan.mode, kn.MODE_SUM)
         chunk = _COMPILED_CHUNK
     else:
-        chunk = max(1, min(n_scan, _SCORE_ELEMS // max(1, min(n_out, _BLOCK_ROWS)),
-                           max(1024, (1 << 26) // max(1, m.dim))))
+        chunk = _chunk_rows(n_scan, max(1, min(n_out, _BLOCK_ROWS)), m.dim)
     n_blocks = 1 if plan.terms is not None else -(-n_out // _BLOCK_ROWS)
     steps = n_blocks * -(-n_scan // chunk)
     for ci, c0 in enumerate(range(0, n_scan, chunk)):
