@@ -14,7 +14,8 @@ from core.errors import FormatError
 from core.matrix import EmbeddingMatrix
 
 #: Names accepted by ``format=``.
-FORMATS = ("huggingface", "pdparams", "npy", "word2vec-text", "word2vec-binary", "glove", "projector-tsv")
+FORMATS = ("huggingface", "pdparams", "npy", "word2vec-text", "word2vec-binary", "glove", "projector-tsv",
+           "gguf")
 
 _TORCH_SUFFIXES = {".bin", ".pth", ".pt"}
 
@@ -49,12 +50,16 @@ def detect(path: Path) -> str:
         return "pdparams"
     if suffix == ".npy":
         return "npy"
+    if suffix == ".gguf":
+        return "gguf"
     if suffix == ".tsv":
         return "projector-tsv"
     if path.stat().st_size == 0:
         raise FormatError(f"{path}: the file is empty")
     with path.open("rb") as f:
         magic = f.read(4)
+    if magic == b"GGUF":
+        return "gguf"
     if suffix in _TORCH_SUFFIXES and (magic.startswith(b"PK") or magic[:1] == b"\x80"):
         return "huggingface"
     kind = _word2vec.sniff(path)
@@ -120,6 +125,10 @@ def load(
         raise FormatError(f"format={fmt!r}: must be one of {', '.join(FORMATS)}")
     if fmt == "huggingface":
         return _hf.load_hf(path, tensor=tensor, vocab=vocab)
+    if fmt == "gguf":
+        from core.loaders._gguf import load_gguf
+
+        return load_gguf(path, tensor=tensor, vocab=vocab)
     if fmt == "pdparams":
         if path.is_dir():
             path = next(p for p in sorted(path.iterdir()) if p.suffix == ".pdparams")
