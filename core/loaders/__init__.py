@@ -15,7 +15,7 @@ from core.matrix import EmbeddingMatrix
 
 #: Names accepted by ``format=``.
 FORMATS = ("huggingface", "pdparams", "npy", "word2vec-text", "word2vec-binary", "glove", "projector-tsv",
-           "gguf")
+           "gguf", "onnx")
 
 _TORCH_SUFFIXES = {".bin", ".pth", ".pt"}
 
@@ -37,6 +37,9 @@ def detect(path: Path) -> str:
             return "huggingface"
         if "vectors.tsv" in names:
             return "projector-tsv"
+        onnx_files = [n for n in names if n.endswith(".onnx")]
+        if "model.onnx" in names or len(onnx_files) == 1:
+            return "onnx"
         for suffix, fmt in ((".pdparams", "pdparams"), (".npy", "npy")):
             hits = [n for n in names if n.endswith(suffix)]
             if len(hits) == 1:
@@ -52,6 +55,8 @@ def detect(path: Path) -> str:
         return "npy"
     if suffix == ".gguf":
         return "gguf"
+    if suffix == ".onnx":
+        return "onnx"
     if suffix == ".tsv":
         return "projector-tsv"
     if path.stat().st_size == 0:
@@ -129,6 +134,11 @@ def load(
         from core.loaders._gguf import load_gguf
 
         return load_gguf(path, tensor=tensor, vocab=vocab)
+    if fmt == "onnx":
+        from core.loaders._onnx import load_onnx
+
+        return load_onnx(path / "model.onnx" if (path / "model.onnx").is_file() else path, tensor=tensor,
+                         vocab=vocab)
     if fmt == "pdparams":
         if path.is_dir():
             path = next(p for p in sorted(path.iterdir()) if p.suffix == ".pdparams")
