@@ -1,7 +1,8 @@
 """GGUF files (llama.cpp, Ollama, LM Studio): the token table and the tokenizer stored in the file.
 
-Read with the ``gguf`` package, llama.cpp's own reader, which memory-maps the file; only the table asked for
-is dequantised, in row chunks, so a 262k-row Q4_K table never exists twice in float32. The vocabulary and
+The header is parsed by :mod:`core.loaders._gguf_header` (fast, bounds-checked, memory-mapped); the tensor types
+and their dequantisation are the ``gguf`` package's, llama.cpp's own. Only the table asked for is dequantised,
+in row chunks, so a 262k-row Q4_K table never exists twice in float32. The vocabulary and
 the tokenizer come from the file's metadata:
 
 - ``tokenizer.ggml.model == "gpt2"`` (byte-level BPE): a ``tokenizers`` BPE built from ``tokens`` and
@@ -19,12 +20,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from core.errors import FormatError
 from core.loaders._common import source_key, vocab_from_tokenizer
+from core.loaders._gguf_header import GGUFFile, TensorEntry, read_gguf_header
 from core.matrix import EmbeddingMatrix, Provenance
 from core.tokens import HFTokenizer, Tokenizer
 
@@ -47,52 +48,26 @@ _PRE_SPLITS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _reader(path: Path) -> Any:
-    from gguf import GGUFReader
-
-    try:
-        return GGUFReader(str(path))
-    except (ValueError, IndexError, KeyError, OverflowError, TypeError, UnicodeDecodeError) as err:
-        raise FormatError(f"{path}: not a readable GGUF file ({err}); the header, metadata or tensor table "
-                          "is truncated or malformed") from err
-
-
-def _value(reader: Any, key: str) -> Any:
-    field = reader.fields.get(key)
-    if field is None:
-        return None
-    try:
-        return field.contents()
-    except (ValueError, IndexError, UnicodeDecodeError) as err:
-        raise FormatError(f"{reader.data.filename if hasattr(reader.data, 'filename') else 'GGUF'}: metadata "
-                          f"{key!r} cannot be read ({err})") from err
-
-
-def _dequantise(path: Path, t: Any) -> np.ndarray:
+def _dequantise(g: GGUFFile, t: TensorEntry) -> np.ndarray:
     """The tensor ``t`` as a float32 (rows, dim) array, dequantised in chunks of rows."""
-    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, dequantize
+    from gguf import GGMLQuantizationType, dequantize
 
-    qtype = GGMLQuantizationType(t.tensor_type)
-    dims = [int(d) for d in t.shape]
-    if len(dims) != 2:
-        raise FormatError(f"{path}: tensor {t.name!r} has shape {tuple(reversed(dims))}; an embedding "
+    qtype = GGMLQuantizationType(t.qtype)
+    if len(t.dims) != 2:
+        raise FormatError(f"{g.path}: tensor {t.name!r} has shape {tuple(reversed(t.dims))}; an embedding "
                           "table is 2-D")
-    dim, rows = dims  # GGUF lists the fastest-moving dimension first
+    dim, rows = t.dims  # GGUF lists the fastest-moving dimension first
     if rows < 1 or dim < 1:
-        raise FormatError(f"{path}: tensor {t.name!r} declares {rows} × {dim}; both must be at least 1")
-    block, size = GGML_QUANT_SIZES[qtype]
-    need = rows * dim * size // block
-    data = t.data
-    if data.nbytes != need or data.shape[0] != rows:
-        raise FormatError(f"{path}: tensor {t.name!r} ({qtype.name}, {rows} × {dim}) needs {need:,} bytes but "
-                          f"the file holds {data.nbytes:,}; the file is truncated")
+        raise FormatError(f"{g.path}: tensor {t.name!r} declares {rows} × {dim}; both must be at least 1")
+    data = g.raw(t).reshape(rows, t.nbytes // rows)
     out = np.empty((rows, dim), dtype=np.float32)
-    step = max(1, (1 << 24) // max(1, dim))
+    # gguf's dequantisers make several float32 temporaries per block: small chunks keep the peak near one table
+    step = max(1, (1 << 20) // max(1, dim))
     try:
         for s in range(0, rows, step):
             out[s:s + step] = np.asarray(dequantize(data[s:s + step], qtype), dtype=np.float32).reshape(-1, dim)
     except NotImplementedError as err:
-        raise FormatError(f"{path}: tensor {t.name!r} is stored as {qtype.name}, which the gguf package "
+        raise FormatError(f"{g.path}: tensor {t.name!r} is stored as {qtype.name}, which the gguf package "
                           "cannot dequantise; convert the file to F16, Q8_0 or a K-quant with llama.cpp") from err
     return out
 
@@ -178,15 +153,16 @@ def _sentencepiece_proto(tokens: Sequence[str], scores: Sequence[float], types: 
     return b"".join(parts) + field(2, trainer) + field(3, normalizer)
 
 
-def _spm_tokenizer(path: Path, reader: Any, tokens: list[str], types: Sequence[int]) -> Tokenizer:
+def _spm_tokenizer(g: GGUFFile, tokens: list[str], types: Sequence[int]) -> Tokenizer:
     from core.tokens import SentencePieceTokenizer
 
-    scores = _value(reader, "tokenizer.ggml.scores") or [0.0] * len(tokens)
+    scores = g.field("tokenizer.ggml.scores")
+    scores = [0.0] * len(tokens) if scores is None else scores
     if len(scores) != len(tokens):
-        raise FormatError(f"{path}: {len(scores)} scores for {len(tokens)} tokens in the metadata")
-    space = _value(reader, "tokenizer.ggml.add_space_prefix")
+        raise FormatError(f"{g.path}: {len(scores)} scores for {len(tokens)} tokens in the metadata")
+    space = g.field("tokenizer.ggml.add_space_prefix")
     ids = {k: int(v) for k in ("unk", "bos", "eos", "pad")
-           if (v := _value(reader, f"tokenizer.ggml.{'unknown' if k == 'unk' else k}_token_id")) is not None}
+           if (v := g.field(f"tokenizer.ggml.{'unknown' if k == 'unk' else k}_token_id")) is not None}
     proto = _sentencepiece_proto(tokens, scores, types, True if space is None else bool(space), ids)
     return SentencePieceTokenizer.from_proto(proto, "GGUF metadata (SentencePiece)")
 
@@ -205,29 +181,32 @@ def load_gguf(path: Path, *, tensor: str | None = None, output: bool = False,
         FormatError: the file is truncated or malformed, the tensor is missing or not 2-D, or its type
             cannot be dequantised.
     """
-    reader = _reader(path)
-    table = {t.name: t for t in reader.tensors}
+    g = read_gguf_header(path)
+    table = g.tensors
     has_output = OUTPUT_TENSOR in table
     name = tensor or (OUTPUT_TENSOR if output and has_output else INPUT_TENSOR)
     if name not in table:
-        two_d = [n for n, t in table.items() if len(t.shape) == 2][:8]
+        two_d = [n for n, t in table.items() if len(t.dims) == 2][:8]
         raise FormatError(f"{path}: no tensor {name!r}; 2-D tensors in the file: {', '.join(two_d) or 'none'}")
     notes: list[str] = []
     if output and not has_output:
         notes.append("the file has no output.weight: the output embedding is tied to token_embd.weight")
-    vectors = _dequantise(path, table[name])
+    vectors = _dequantise(g, table[name])
     rows = vectors.shape[0]
-    tokens = _value(reader, "tokenizer.ggml.tokens")
-    types = _value(reader, "tokenizer.ggml.token_type") or []
-    model = _value(reader, "tokenizer.ggml.model")
+    tokens = g.field("tokenizer.ggml.tokens")
+    raw_types = g.field("tokenizer.ggml.token_type")
+    types = [] if raw_types is None else [int(t) for t in raw_types]
+    model = g.field("tokenizer.ggml.model")
+    if tokens is not None and not (isinstance(tokens, list) and all(isinstance(t, str) for t in tokens[:1])):
+        raise FormatError(f"{path}: tokenizer.ggml.tokens is not a list of strings")
     metadata: dict[str, list[str]] = {}
     tok: Tokenizer | None = None
     if vocab != "rows" and tokens:
         if model == "gpt2":
-            tok = _bpe_tokenizer(path, tokens, _value(reader, "tokenizer.ggml.merges") or [], types,
-                                 str(_value(reader, "tokenizer.ggml.pre") or "default"), notes)
+            tok = _bpe_tokenizer(path, tokens, g.field("tokenizer.ggml.merges") or [], types,
+                                 str(g.field("tokenizer.ggml.pre") or "default"), notes)
         elif model == "llama":
-            tok = _spm_tokenizer(path, reader, tokens, types)
+            tok = _spm_tokenizer(g, tokens, types)
         elif model == "bert":
             tok = _wordpiece_tokenizer(tokens, types)
         else:
@@ -245,14 +224,14 @@ def load_gguf(path: Path, *, tensor: str | None = None, output: bool = False,
         metadata["gguf_type"] = [TOKEN_TYPES.get(int(t), str(t)) for t in types[:rows]]
     from gguf import GGMLQuantizationType
 
-    stored = GGMLQuantizationType(table[name].tensor_type).name
+    stored = GGMLQuantizationType(table[name].qtype).name
     prov = Provenance(
         format="gguf", path=str(path), tensor=name, dtype=stored, file_bytes=path.stat().st_size,
         vocab_source=vsource, tied=not has_output,
         candidates=tuple(n for n in (INPUT_TENSOR, OUTPUT_TENSOR) if n in table and n != name),
         notes=tuple(notes) + tuple(vnotes), key=source_key([path], "gguf", name, str(vocab)),
-        extra={"chat_template": _value(reader, "tokenizer.chat_template"),
-               "architecture": _value(reader, "general.architecture"), "tokenizer_model": model},
+        extra={"chat_template": g.field("tokenizer.chat_template"),
+               "architecture": g.field("general.architecture"), "tokenizer_model": model},
     )
     return EmbeddingMatrix(vectors, row_tokens, tokenizer=tok, provenance=prov, metadata=metadata or None,
                            unassigned_from=unassigned)
