@@ -9,12 +9,13 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from safetensors.numpy import save_file
 
 import core
 from core.audit import CHECKS, Policy, audit
-from tests._realfiles import npm_tokenizer
+from tests._realfiles import npm_tokenizer, smollm2_hf_folder
 
 GEMMA_ROWS = 262_144  # Gemma 3's embedding table; its tokenizer.json has one entry more
 
@@ -95,6 +96,103 @@ def test_only_the_placeholder_past_the_rows_is_a_warning(tmp_path: Path) -> None
     c = r.check("tokenizer")
     assert c.status == "warn" and c.tokens == ("<image_soft_token>",) and c.ids == (300,)
     assert not r.reaches("fail")
+
+
+# -- the default policy on three healthy families -----------------------------------------------------------
+def _word2vec_test_vectors() -> Path:
+    from gensim.test.utils import datapath
+
+    return Path(datapath("word2vec_pre_kv_c"))  # gensim's own word2vec C text vectors, 1,750 × 10
+
+
+#: What each check says on each healthy model under the default policy (the report lists these).
+EXPECTED = {
+    "minilm": {"numerical": "pass", "duplicates": "pass", "norm_outliers": "warn", "undertrained": "warn",
+               "anisotropy": "pass", "rogue_dimensions": "pass", "norm_frequency": "pass", "tokenizer": "pass"},
+    "smollm2": {"numerical": "pass", "duplicates": "warn", "norm_outliers": "pass", "undertrained": "warn",
+                "anisotropy": "pass", "rogue_dimensions": "pass", "norm_frequency": "n/a", "tokenizer": "pass"},
+    "word2vec": {"numerical": "pass", "duplicates": "warn", "norm_outliers": "pass", "undertrained": "pass",
+                 "anisotropy": "n/a", "rogue_dimensions": "n/a", "norm_frequency": "pass", "tokenizer": "n/a"},
+}
+
+
+def _cli_audit(source: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict]:  # type: ignore[type-arg]
+    from core.cli import main
+
+    code = main(["audit", source, "--fail-on", "fail", "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_healthy_models_of_three_families_pass_the_gate(capsys: pytest.CaptureFixture[str]) -> None:
+    sources = {"minilm": "demo", "smollm2": str(smollm2_hf_folder()), "word2vec": str(_word2vec_test_vectors())}
+    families = {"minilm": "encoder", "smollm2": "decoder", "word2vec": "static"}
+    for name, source in sources.items():
+        code, out = _cli_audit(source, capsys)
+        statuses = {c["id"]: c["status"] for c in out["checks"]}
+        assert (code, out["family"], statuses) == (0, families[name], EXPECTED[name]), (
+            name, {c["id"]: c["reason"] for c in out["checks"]})
+        for c in out["checks"]:
+            assert c["premise"] and (c["status"] != "n/a" or c["value"] is None)
+
+
+def test_norm_frequency_premise_fails_on_the_decoder_and_the_check_says_so() -> None:
+    from wordfreq import zipf_frequency
+
+    m = core.load(smollm2_hf_folder())
+    only = Policy.from_mapping({c: {"enabled": False} for c in CHECKS if c != "norm_frequency"})
+    c = audit(m, only).check("norm_frequency")
+    assert c.status == "n/a" and c.value is None and "decoder" in c.reason and "LlamaForCausalLM" in c.reason
+    # The premise measured independently: pandas' Spearman of the released rows' norms against wordfreq.
+    words = [i for i, k in enumerate(m.kinds) if k == "word"]
+    zipf = np.array([zipf_frequency(m.index_to_key[i].lstrip("Ġ"), "en") for i in words])
+    norms = np.linalg.norm(np.asarray(m.vectors[words], np.float64), axis=1)
+    keep = zipf > 0
+    rho = pd.Series(norms[keep]).corr(pd.Series(zipf[keep]), method="spearman")
+    assert rho < -0.5 and f"Spearman rho {rho:+.2f}" in c.reason
+    # A policy that says the model is an encoder applies the check, and the reversal warns as before.
+    forced = Policy.from_mapping({**{c: {"enabled": False} for c in CHECKS if c != "norm_frequency"},
+                                  "model": {"family": "encoder"}})
+    r = audit(m, forced)
+    assert r.family == "encoder" and r.check("norm_frequency").status == "warn"
+
+
+def test_smollm2_equal_rows_are_under_trained_tokens() -> None:
+    m = core.load(smollm2_hf_folder())
+    r = audit(m)
+    dup, under = r.check("duplicates"), r.check("undertrained")
+    # numpy's own grouping of equal rows is the oracle
+    v = np.asarray(m.vectors)
+    _, inverse, counts = np.unique(v, axis=0, return_inverse=True, return_counts=True)
+    equal = [sorted(np.flatnonzero(inverse.ravel() == g).tolist()) for g in np.flatnonzero(counts > 1)]
+    assert sorted(equal) == dup.data["exact"] and len(equal) == 4
+    assert {i for g in equal for i in g} <= set(under.ids)
+    assert dup.status == "warn" and "under-trained tokens" in dup.reason
+
+
+@pytest.mark.parametrize(("config", "family"), [
+    ({"architectures": ["BertForMaskedLM"], "model_type": "bert"}, "encoder"),
+    ({"architectures": ["XLMRobertaModel"], "model_type": "xlm-roberta"}, "encoder"),
+    ({"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3"}, "decoder"),
+    ({"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3",
+      "text_config": {"model_type": "gemma3_text"}}, "decoder"),
+    ({"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2"}, "decoder"),
+    ({"architectures": ["T5ForConditionalGeneration"], "model_type": "t5"}, "unknown"),
+    ({}, "unknown"),
+])
+def test_family_from_config(config: dict, family: str) -> None:  # type: ignore[type-arg]
+    from core._family import family_of_config
+
+    assert family_of_config(config)[0] == family
+
+
+def test_unknown_family_makes_norm_frequency_not_applicable(tmp_path: Path) -> None:
+    words = core.load(_word2vec_test_vectors())
+    np.save(tmp_path / "vectors.npy", np.asarray(words.vectors))
+    (tmp_path / "vocab.txt").write_text("\n".join(words.index_to_key) + "\n", encoding="utf-8")
+    m = core.load(tmp_path / "vectors.npy", vocab=tmp_path / "vocab.txt")
+    c = audit(m, Policy.from_mapping({c: {"enabled": False} for c in CHECKS if c != "norm_frequency"}))
+    r = c.check("norm_frequency")
+    assert r.status == "n/a" and "unknown family" in r.reason and "[model] family" in r.reason
 
 
 # -- the Health page ----------------------------------------------------------------------------------------
