@@ -45,6 +45,15 @@ The checks, in order (:data:`CHECKS`):
 Statuses are made for release gates: a healthy trained model passes or warns (under-trained reserved
 tokens and a tail of small norms are warnings); ``fail`` is for damage that hurts users; a seeded Gaussian
 matrix passes everything. A matrix too small for a statistic gets "n/a" with the reason.
+
+Each check rests on a premise (:data:`PREMISES`, shown beside it on the page, in ``embedscope audit --help``
+and in the report) that holds for some kinds of model only. The audit first finds the model's family
+(:func:`core._family.model_family`: "static" word vectors from a word2vec/GloVe file, an "encoder" or a
+"decoder" from config.json's ``architectures``/``model_type``, else "unknown"; ``[model] family`` in a policy
+overrides it), and a check whose premise does not hold says "n/a" with the reason and what it measured:
+norm vs frequency applies to static vectors and encoders only, anisotropy and rogue dimensions not to
+static vectors. On the default policy MiniLM (encoder), SmolLM2-135M (decoder) and gensim's word2vec test
+vectors (static) all pass ``--fail-on fail``.
 """
 
 from __future__ import annotations
@@ -1452,6 +1461,7 @@ def render_html(report: AuditReport) -> str:
     for c in report.checks:
         parts = [f"<h2 id='{e(c.id)}'><span class=badge style='background:{_COLORS[c.status]}'>"
                  f"{_ICONS[c.status]} {e(c.status)}</span> {e(c.title)}</h2>", f"<p>{e(c.reason)}</p>",
+                 f"<p class=thr>premise: {e(c.premise)}</p>",
                  "<p class=thr>thresholds: " + e(", ".join(f"{k} = {v}" for k, v in c.threshold.items())) + "</p>"]
         chart = charts.audit_chart(c)
         if chart is not None:
@@ -1482,7 +1492,8 @@ img {{ max-width: 100%; }} code {{ word-break: break-all; }} section {{ margin-t
 <h1>Health audit</h1>
 <p><b>{e(report.source)}</b> — {report.shape[0]:,} rows × {report.shape[1]} dimensions
 · policy: {e(report.policy.source)} · {generated} · {report.seconds:.1f} s</p>
-<p>{s['pass']} pass · {s['warn']} warn · {s['fail']} fail · {s['n/a']} n/a</p>
+<p>{s['pass']} pass · {s['warn']} warn · {s['fail']} fail · {s['n/a']} n/a
+· model family: {e(report.family)} ({e(report.family_source)})</p>
 <table><tr><th>status</th><th>check</th><th>value</th><th>unit</th><th>why</th></tr>{rows}</table>
 {''.join(sections)}
 </body></html>
