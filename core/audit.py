@@ -45,6 +45,15 @@ The checks, in order (:data:`CHECKS`):
 Statuses are made for release gates: a healthy trained model passes or warns (under-trained reserved
 tokens and a tail of small norms are warnings); ``fail`` is for damage that hurts users; a seeded Gaussian
 matrix passes everything. A matrix too small for a statistic gets "n/a" with the reason.
+
+Each check rests on a premise (:data:`PREMISES`, shown beside it on the page, in ``embedscope audit --help``
+and in the report) that holds for some kinds of model only. The audit first finds the model's family
+(:func:`core._family.model_family`: "static" word vectors from a word2vec/GloVe file, an "encoder" or a
+"decoder" from config.json's ``architectures``/``model_type``, else "unknown"; ``[model] family`` in a policy
+overrides it), and a check whose premise does not hold says "n/a" with the reason and what it measured:
+norm vs frequency applies to static vectors and encoders only, anisotropy and rogue dimensions not to
+static vectors. On the default policy MiniLM (encoder), SmolLM2-135M (decoder) and gensim's word2vec test
+vectors (static) all pass ``--fail-on fail``.
 """
 
 from __future__ import annotations
@@ -65,6 +74,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from core._family import FAMILIES, model_family
+from core._numfmt import distinct
 from core.errors import ParameterError
 from core.matrix import EmbeddingMatrix
 from core.progress import CancelFn, ProgressFn, Reporter
@@ -101,6 +112,35 @@ DEFAULTS: dict[str, dict[str, PolicyValue]] = {
     "norm_frequency": {"enabled": True, "warn_below": -0.2, "language": "en", "source": "auto",
                        "min_words": 100, "min_coverage": 0.5},
     "tokenizer": {"enabled": True, "max_missing": 0, "max_extra_fraction": 0.05},
+    # Not a check: what kind of model the matrix comes from, which decides where a check's premise holds.
+    "model": {"family": "auto"},
+}
+
+#: What each check assumes, and where that holds (the help text of the page, the CLI and the report).
+PREMISES = {
+    "numerical": "A NaN, Inf or all-zero row breaks every similarity it enters, in every kind of model.",
+    "duplicates": "Two trained tokens with the same row cannot be told apart, which points to a copy or merge bug. "
+                  "Rows of never-trained tokens that training left at one point are not that: when every row "
+                  "of an equal group is an under-trained token, the group is a warning.",
+    "norm_outliers": "Trained rows have log norms in one bulk; rows far outside it are worth a look. A tail of "
+                     "small norms (rare or unused tokens) is common, so by default this only warns.",
+    "undertrained": "Tokens that training never saw keep rows near their initialisation (Land & Bartolo 2024): low "
+                    "input-embedding norms, or for tied embeddings rows close to known-unused tokens. Holds for "
+                    "model vocabularies; static word vectors only keep words seen in training, so it rarely fires.",
+    "anisotropy": "A high mean cosine between rows means a common direction inflates every similarity, the "
+                  "degeneration reported for transformer token embeddings (Gao et al. 2019, Ethayarajh 2019). "
+                  "Static word2vec-style vectors lie in a narrow cone by construction of negative sampling "
+                  "(Mimno & Thompson 2017), so for them the check does not apply.",
+    "rogue_dimensions": "A few dimensions that carry most of the cosine between random rows swamp every similarity "
+                        "(Timkey & van Schijndel 2021, for transformer models). Static word vectors share the "
+                        "common direction of their cone by construction, so for them the check does not apply.",
+    "norm_frequency": "Frequent words have larger norms: true of word2vec-style vectors (Schakel & Wilson 2015) "
+                      "and of encoder (masked-LM) input embeddings such as BERT's, so a reversal there suggests rows "
+                      "and vocabulary out of step. Decoder language models do not follow it (SmolLM2: Spearman "
+                      "-0.65), so for them, and for models of unknown family, the check does not apply.",
+    "tokenizer": "Every id the tokenizer can produce needs a row. Added placeholders past the table (Gemma 3's "
+                 "<image_soft_token>) are swapped for other vectors before the lookup, so they are a warning; a "
+                 "regular vocabulary token without a row is a failure.",
 }
 
 #: What each check's value measures.
@@ -179,6 +219,7 @@ _RULES: dict[str, dict[str, Callable[[object], PolicyValue]]] = {
                        "min_coverage": _number(0, 1)},
     "tokenizer": {"enabled": _boolean, "max_missing": _number(0, _INF, True),
                   "max_extra_fraction": _number(0, 1)},
+    "model": {"family": _choice("auto", *FAMILIES)},
 }
 
 
@@ -229,7 +270,7 @@ class Policy:
         for check, section in data.items():
             if check not in _RULES:
                 raise ParameterError(f"policy {where}: unknown check {check!r}; the checks are "
-                                     f"{', '.join(CHECKS)}")
+                                     f"{', '.join(CHECKS)} (and [model] family)")
             if not isinstance(section, Mapping):
                 raise ParameterError(f"policy {where}: {check!r} must be a table ([{check}] with settings)")
             for key, value in section.items():
@@ -265,7 +306,7 @@ class Policy:
     def to_toml(self) -> str:
         """The full policy (defaults and overrides) as TOML, ready to edit and pass back with ``--policy``."""
         lines = [f"# Embedscope audit policy ({self.source})"]
-        for check in CHECKS:
+        for check in (*CHECKS, "model"):
             lines.append(f"\n[{check}]")
             for k, v in self.section(check).items():
                 val = ("true" if v else "false") if isinstance(v, bool) else json.dumps(v)
@@ -308,12 +349,18 @@ class Check:
     def unit(self) -> str:
         return UNITS[self.id]
 
+    @property
+    def premise(self) -> str:
+        """What the check assumes, and for which models that holds."""
+        return PREMISES[self.id]
+
     def to_json(self, max_tokens: int = 200) -> dict[str, Any]:
         """The ``checks[]`` entry of ``embedscope audit --json``."""
         out: dict[str, Any] = {
             "id": self.id, "status": self.status, "value": _finite(self.value), "threshold": dict(self.threshold),
             "tokens": list(self.tokens[:max_tokens]), "title": self.title, "unit": self.unit,
             "reason": self.reason, "count": len(self.tokens), "ids": list(self.ids[:max_tokens]),
+            "premise": self.premise,
         }
         if self.id == "rogue_dimensions":
             out["dims"] = list(self.dims)
@@ -332,6 +379,8 @@ class AuditReport:
         policy: the thresholds used.
         method: how under-trained tokens were scored.
         seconds: how long the audit took.
+        family: the kind of model ("static", "encoder", "decoder", "unknown"), which decides where each
+            check's premise holds (:data:`PREMISES`); family_source: what said so.
     """
 
     source: str
@@ -341,6 +390,8 @@ class AuditReport:
     policy: Policy = field(default_factory=Policy)
     method: str = ""
     seconds: float = 0.0
+    family: str = "unknown"
+    family_source: str = ""
 
     def check(self, check_id: str) -> Check:
         """The result of one check.
@@ -397,6 +448,8 @@ class AuditReport:
             "method": self.method,
             "policy": self.policy.source,
             "seconds": round(self.seconds, 3),
+            "family": self.family,
+            "family_source": self.family_source,
         }
 
 
@@ -775,10 +828,12 @@ def _check_norm_outliers(m: EmbeddingMatrix, scan: _Scan, policy: Policy) -> Che
     value = out.size / idx.size
     status = _status_above(value, policy.num("norm_outliers", "warn_above"), policy.num("norm_outliers", "fail_above"))
     low, high = int((z[out] < 0).sum()), int((z[out] > 0).sum())
+    # A narrow norm distribution puts both cut-offs near the median: digits enough to tell the three apart.
+    lo_s, med_s, hi_s = distinct([lo, math.exp(med), hi])
     reason = (f"no row norm is beyond {zt:g} robust standard deviations (log scale) from the median "
-              f"{math.exp(med):.3g}" if not out.size else
-              f"{low} rows below {lo:.3g} and {high} above {hi:.3g} (robust |z| > {zt:g} on log norm, median "
-              f"{math.exp(med):.3g}); a tail of small norms is common in trained models")
+              f"{med_s}" if not out.size else
+              f"{low} rows below {lo_s} and {high} above {hi_s} (robust |z| > {zt:g} on log norm, median "
+              f"{med_s}); a tail of small norms is common in trained models")
     reason += _dropped_note(scan)
     return Check("norm_outliers", status, value, pol, reason, _tokens(m, ids), tuple(int(i) for i in ids),
                  data={"histogram": hist, "cutoffs": (lo, hi), "outliers": table, "median": math.exp(med)})
@@ -1174,6 +1229,18 @@ def _check_norm_frequency(m: EmbeddingMatrix, scan: _Scan, policy: Policy, rng: 
 
 
 # -- 8. tokenizer consistency ---------------------------------------------------------------------------
+def _added_tokens(m: EmbeddingMatrix) -> frozenset[str]:
+    """Tokens the tokenizer adds on top of its vocabulary model (special or not), e.g. multimodal placeholders."""
+    added = set(m.tokenizer.special_tokens)
+    # The tokenizers library keeps added tokens apart from the model's vocabulary; our Tokenizer face only
+    # exposes the special ones, so ask the wrapped library object when there is one.
+    decoder = getattr(getattr(m.tokenizer, "_tok", None), "get_added_tokens_decoder", None)
+    if callable(decoder):
+        with contextlib.suppress(Exception):
+            added.update(str(t.content) for t in decoder().values())
+    return frozenset(added)
+
+
 def _check_tokenizer(m: EmbeddingMatrix, policy: Policy) -> Check:
     pol = policy.section("tokenizer")
     if not m.has_tokenizer:
@@ -1183,14 +1250,20 @@ def _check_tokenizer(m: EmbeddingMatrix, policy: Policy) -> Check:
     vocab = tok.vocab()
     rows = len(m)
     span = max(vocab.values()) + 1 if vocab else 0
-    missing = sorted((i, t) for t, i in vocab.items() if i >= rows)
+    past = sorted((i, t) for t, i in vocab.items() if i >= rows)
+    added = _added_tokens(m)
+    # An added token past the table (Gemma 3's <image_soft_token>) is a placeholder the model swaps for
+    # other vectors before the embedding lookup: worth naming, not damage. A regular vocabulary token past
+    # the table indexes a row that is not there.
+    missing = [(i, t) for i, t in past if t not in added]
+    placeholders = [(i, t) for i, t in past if t in added]
     reached = np.zeros(rows, dtype=bool)
     for i in vocab.values():
         if 0 <= i < rows:
             reached[i] = True
     extra = int((~reached).sum())
     specials = sorted(tok.special_tokens)
-    absent = [t for t in specials if t not in vocab or vocab[t] >= rows]
+    undeclared = [t for t in specials if t not in vocab]
     config_size = None
     folder = _tokenizer_folder(m)
     if folder is not None:
@@ -1203,11 +1276,18 @@ def _check_tokenizer(m: EmbeddingMatrix, policy: Policy) -> Check:
     status = "pass"
     if len(missing) > policy.num("tokenizer", "max_missing"):
         status = "fail"
-        problems.append(f"{len(missing)} token ids reach past the matrix's {rows} rows (e.g. "
+        problems.append(f"{len(missing)} vocabulary token ids reach past the matrix's {rows} rows (e.g. "
                         f"{', '.join(repr(t) for _, t in missing[:3])}); encoding them indexes a row that is not there")
-    if absent:
+    if undeclared:
         status = "fail"
-        problems.append(f"special tokens without a row: {', '.join(absent)}")
+        problems.append(f"special tokens the tokenizer declares but cannot encode: {', '.join(undeclared)}")
+    if placeholders:
+        status = "warn" if status == "pass" else status
+        problems.append(f"{len(placeholders)} added/special token{'s' if len(placeholders) > 1 else ''} past the "
+                        f"matrix's {rows} rows: {', '.join(f'{t!r} (id {i})' for i, t in placeholders[:10])}"
+                        + (" …" if len(placeholders) > 10 else "") + "; such placeholders (e.g. multimodal "
+                        "soft tokens) are replaced before the embedding lookup, but text that contains them "
+                        "cannot be looked up here")
     if status != "fail" and extra / rows > policy.num("tokenizer", "max_extra_fraction"):
         status = "warn"
         problems.append(f"{extra} rows ({extra / rows:.1%}) are not reached by any token")
@@ -1215,16 +1295,19 @@ def _check_tokenizer(m: EmbeddingMatrix, policy: Policy) -> Check:
         status = "warn"
         problems.append(f"config.json says vocab_size {config_size} but the matrix has {rows} rows")
     facts = pd.DataFrame({"item": ["rows in the matrix", "tokenizer ids (span)", "tokens in the tokenizer",
-                                   "ids without a row", "rows no token reaches", "special tokens",
-                                   "config vocab_size"],
-                          "value": [str(rows), str(span), str(len(vocab)), str(len(missing)), str(extra),
-                                    ", ".join(specials) or "—", str(config_size) if config_size else "—"]})
+                                   "ids without a row", "added/special ids without a row", "rows no token reaches",
+                                   "special tokens", "config vocab_size"],
+                          "value": [str(rows), str(span), str(len(vocab)), str(len(missing)), str(len(placeholders)),
+                                    str(extra), ", ".join(specials) or "—", str(config_size) if config_size else "—"]})
     reason = "; ".join(problems) if problems else (
         f"the tokenizer's {len(vocab)} tokens all have rows; {extra} rows unreached; all {len(specials)} special "
         "tokens present")
-    evidence = [t for _, t in missing] + absent
-    return Check("tokenizer", status, float(len(missing)), pol, reason, tuple(evidence),
-                 tuple(i for i, _ in missing), data={"facts": facts})
+    # One entry per token, ``tokens`` and ``ids`` side by side; an undeclared special has no id, so the
+    # reason names it instead.
+    evidence = missing + placeholders
+    return Check("tokenizer", status, float(len(missing)), pol, reason, tuple(t for _, t in evidence),
+                 tuple(i for i, _ in evidence),
+                 data={"facts": facts, "placeholders": [t for _, t in placeholders], "undeclared": undeclared})
 
 
 # -- the audit ------------------------------------------------------------------------------------------
@@ -1252,6 +1335,7 @@ def audit(
         Cancelled: ``cancel`` said stop.
     """
     policy = policy or Policy()
+    family, family_source = _family(m, policy)
     rep = Reporter(progress, cancel)
     t0 = time.perf_counter()
     seed = int(policy.num("anisotropy", "seed"))
@@ -1265,8 +1349,11 @@ def audit(
     if enabled["duplicates"]:
         results["duplicates"] = _check_duplicates(m, scan, sample.directions, policy,
                                                   _Stage(rep, 0.3, 0.75, "searching near-duplicates"))
-    results["anisotropy"] = _check_anisotropy(m, scan, sample, policy)
-    rogue = results["rogue_dimensions"] = _check_rogue(m, scan, sample, policy)
+    static_why = (f"static word vectors ({family_source}) lie in a narrow cone by construction (Mimno & Thompson "
+                  "2017), so a common direction is no defect")
+    results["anisotropy"] = _applies(_check_anisotropy(m, scan, sample, policy), family != "static", static_why)
+    rogue = results["rogue_dimensions"] = _applies(_check_rogue(m, scan, sample, policy), family != "static",
+                                                   static_why)
     norm_scan = scan
     if enabled["rogue_dimensions"] and rogue.status == "fail" and rogue.dims:
         norm_scan = _without_dims(m, scan, rogue.dims)
@@ -1278,9 +1365,15 @@ def audit(
     rep(0.88, "scoring under-trained tokens")
     under, table, method = _check_undertrained(m, norm_scan, cats, policy, rng)
     results["undertrained"] = under
+    if "duplicates" in results and enabled["undertrained"]:
+        results["duplicates"] = _undertrained_groups(m, results["duplicates"], under, policy)
     rep(0.92, "norm vs frequency")
     if enabled["norm_frequency"]:
-        results["norm_frequency"] = _check_norm_frequency(m, norm_scan, policy, rng)
+        results["norm_frequency"] = _applies(
+            _check_norm_frequency(m, norm_scan, policy, rng), family in ("static", "encoder"),
+            f"the model is {'a ' + family if family != 'unknown' else 'of unknown family'} ({family_source}); "
+            "frequent words get larger norms in word2vec-style vectors and encoder input embeddings, not in "
+            "decoder language models (set [model] family in a policy if the family is wrong)")
     rep(0.97, "tokenizer")
     results["tokenizer"] = _check_tokenizer(m, policy)
     checks = tuple(results[c] if enabled[c] and c in results else _na(c, policy, "turned off by the policy")
@@ -1289,7 +1382,41 @@ def audit(
         table = table.iloc[0:0]
     rep(1.0, "done")
     name = source or m.provenance.path or m.provenance.format
-    return AuditReport(name, m.shape, checks, table, policy, method, time.perf_counter() - t0)
+    return AuditReport(name, m.shape, checks, table, policy, method, time.perf_counter() - t0, family,
+                       family_source)
+
+
+def _family(m: EmbeddingMatrix, policy: Policy) -> tuple[str, str]:
+    chosen = str(policy.get("model", "family"))
+    return model_family(m) if chosen == "auto" else (chosen, f"[model] family = {chosen!r} in {policy.source}")
+
+
+def _applies(check: Check, holds: bool, why_not: str) -> Check:
+    """``check``, or "n/a" saying why its premise does not hold for this model (what it measured stays)."""
+    if holds or check.status == "n/a":
+        return check
+    measured = f"{check.value:.3g}" if check.value is not None else "—"
+    return replace(check, status="n/a", value=None, tokens=(), ids=(),
+                   reason=f"does not apply: {why_not}. Measured anyway ({check.unit} {measured}): {check.reason}")
+
+
+def _undertrained_groups(m: EmbeddingMatrix, dup: Check, under: Check, policy: Policy) -> Check:
+    """Equal groups made only of under-trained tokens are a warning, not damage (see :data:`PREMISES`)."""
+    exact: list[list[int]] = dup.data.get("exact", [])
+    flagged = set(under.ids)
+    idle = [g for g in exact if all(r in flagged for r in g)]
+    if dup.status != "fail" or not idle:
+        return dup
+    padding = [g for g in exact if m.unassigned_from is not None and min(g) >= m.unassigned_from]
+    damage = len(exact) - len(padding) - len([g for g in idle if g not in padding])
+    if damage > policy.num("duplicates", "max_exact_groups"):
+        return dup
+    rows = sum(len(g) for g in idle)
+    return replace(dup, status="warn", reason=(
+        f"{dup.reason}; all {len(idle)} of the equal groups ({rows} rows) are under-trained tokens that training "
+        "left at one point (see Under-trained tokens), not a copy of trained rows"
+        if len(idle) == len(exact) - len(padding) else
+        f"{dup.reason}; {len(idle)} of the equal groups ({rows} rows) are under-trained tokens"))
 
 
 # -- the HTML report ------------------------------------------------------------------------------------
@@ -1334,6 +1461,7 @@ def render_html(report: AuditReport) -> str:
     for c in report.checks:
         parts = [f"<h2 id='{e(c.id)}'><span class=badge style='background:{_COLORS[c.status]}'>"
                  f"{_ICONS[c.status]} {e(c.status)}</span> {e(c.title)}</h2>", f"<p>{e(c.reason)}</p>",
+                 f"<p class=thr>premise: {e(c.premise)}</p>",
                  "<p class=thr>thresholds: " + e(", ".join(f"{k} = {v}" for k, v in c.threshold.items())) + "</p>"]
         chart = charts.audit_chart(c)
         if chart is not None:
@@ -1364,7 +1492,8 @@ img {{ max-width: 100%; }} code {{ word-break: break-all; }} section {{ margin-t
 <h1>Health audit</h1>
 <p><b>{e(report.source)}</b> — {report.shape[0]:,} rows × {report.shape[1]} dimensions
 · policy: {e(report.policy.source)} · {generated} · {report.seconds:.1f} s</p>
-<p>{s['pass']} pass · {s['warn']} warn · {s['fail']} fail · {s['n/a']} n/a</p>
+<p>{s['pass']} pass · {s['warn']} warn · {s['fail']} fail · {s['n/a']} n/a
+· model family: {e(report.family)} ({e(report.family_source)})</p>
 <table><tr><th>status</th><th>check</th><th>value</th><th>unit</th><th>why</th></tr>{rows}</table>
 {''.join(sections)}
 </body></html>

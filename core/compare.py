@@ -269,6 +269,11 @@ class Comparison:
         return len(self.tokens)
 
     @property
+    def identical(self) -> bool:
+        """True when A and B have the same content fingerprint (the same tokens and vectors)."""
+        return self.fingerprint_a == self.fingerprint_b
+
+    @property
     def has_drift(self) -> bool:
         """False when A and B have different dimensions (compared by neighbourhoods only)."""
         return self.drift is not None
@@ -401,6 +406,7 @@ class Comparison:
                 "b": self.label_b, "dim_a": self.dim_a, "dim_b": self.dim_b, "summary": s.to_json(),
                 "only_a_examples": list(self.vocab.only_a[:examples]),
                 "only_b_examples": list(self.vocab.only_b[:examples]), "notes": list(self.notes),
+                "identical": self.identical,
                 "seconds": round(self.seconds, 3)}
 
     def position(self, token: str) -> int:
@@ -574,12 +580,13 @@ def compare(a: EmbeddingMatrix, b: EmbeddingMatrix, *, k: int = 10, align: bool 
             word2vec files) instead of all of them.
         tokens: compare only these tokens (those not in both matrices are noted and left out).
         limit: compare only the first N shared (or chosen) tokens: for very large vocabularies.
-        allow_same: compare a matrix with itself (same content fingerprint) instead of refusing.
+        allow_same: kept for callers written when a matrix compared with itself was refused; it is always
+            allowed now (zero drift, Jaccard 1.0, and a note that A and B are identical).
         device: for the neighbour searches ("auto", "cpu", "cuda").
         progress, cancel: see :mod:`core.progress`.
 
     Raises:
-        ParameterError: no shared token, B is A (unless ``allow_same``), ``align=True`` with different
+        ParameterError: no shared token, ``align=True`` with different
             dimensions, a bad ``k``/``align_on``/``limit``, or ``k`` too large for the compared tokens.
         Cancelled: through ``cancel``.
     """
@@ -600,9 +607,9 @@ def _compare(a: EmbeddingMatrix, b: EmbeddingMatrix, *, k: int, align: bool | No
         raise ParameterError(f"align={align!r}: must be True, False or None (decide from the matrices)")
     report = Reporter(progress, cancel)
     report(0.0, "matching the vocabularies")
-    if not allow_same and a.fingerprint == b.fingerprint:
-        raise ParameterError(f"B is A: both have the content fingerprint {a.fingerprint} (the same tokens and "
-                             "vectors), so nothing can have moved; choose two different matrices")
+    # A release whose embeddings did not change is a valid comparison (zero drift, every neighbourhood
+    # kept), not an error: a release pipeline compares every new build with the last one.
+    identical = a.fingerprint == b.fingerprint
     if align and a.dim != b.dim:
         raise ParameterError(f"align: A has {a.dim} dimensions and B {b.dim}; spaces of different dimension "
                              "cannot be rotated onto each other. Compare them by neighbourhoods only "
@@ -615,6 +622,9 @@ def _compare(a: EmbeddingMatrix, b: EmbeddingMatrix, *, k: int, align: bool | No
                              f"{ex_b}); tokens are matched by exact string, so compare matrices with a common "
                              "vocabulary")
     pos, notes = _choose(vocab, tokens, limit)
+    if identical:
+        notes.insert(0, f"A and B are identical (the same content fingerprint {a.fingerprint}: the same tokens "
+                        "and vectors), so nothing moved")
     rows_a, rows_b = vocab.rows_a[pos], vocab.rows_b[pos]
     n = int(pos.size)
     if k > n - 1:
@@ -658,8 +668,11 @@ def _compare(a: EmbeddingMatrix, b: EmbeddingMatrix, *, k: int, align: bool | No
     else:
         nb_a, sc_a = _neighbours(a, rows_a, k, device, _span(report, 0.08, 0.53, f"{k} neighbours of "
                                                               f"{n:,} tokens in A"), cancel)
-    nb_b, sc_b = _neighbours(b, rows_b, k, device, _span(report, 0.53, 0.98, f"{k} neighbours of {n:,} tokens in B"),
-                             cancel)
+    if identical and np.array_equal(rows_a, rows_b):
+        nb_b, sc_b = nb_a, sc_a  # the same rows of the same vectors: the same neighbours
+    else:
+        nb_b, sc_b = _neighbours(b, rows_b, k, device,
+                                 _span(report, 0.53, 0.98, f"{k} neighbours of {n:,} tokens in B"), cancel)
     report(0.98, "Jaccard@k")
     jac = jaccard(nb_a, nb_b)
     norm_a = _readonly(np.asarray(a.norms[rows_a], dtype=np.float32))

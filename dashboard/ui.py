@@ -1,4 +1,4 @@
-"""Small pieces every page uses: the current matrix, and errors shown instead of tracebacks."""
+"""Small pieces every page uses: the current matrix, errors shown instead of tracebacks, metric-card values."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import streamlit as st
 
+from core._numfmt import DIGITS, short, span
 from core.errors import EmbedscopeError
 from core.matrix import EmbeddingMatrix
 from dashboard import cached, state
@@ -29,3 +30,20 @@ def current_matrix() -> EmbeddingMatrix:
     with shown_errors():
         return cached.matrix(spec)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+# A metric card cuts a value wider than its column with an ellipsis ("0.245 – 1.…"); a few significant
+# digits keep values whole in a quarter-width column, and the card's help shows the full number.
+def metric_value(value: float | None, digits: int = DIGITS) -> str:
+    """A metric card's value: ``digits`` significant digits, thousands separators, "—" for None."""
+    return "—" if value is None else short(float(value), digits)
+
+
+def metric_range(lo: float, hi: float, digits: int = DIGITS) -> str:
+    """A range for a metric card (``0.245 – 1.29``): short, and its two ends never print the same."""
+    return span(float(lo), float(hi), digits)
+
+
+def full_value(value: float | None) -> str | None:
+    """The full number for a metric card's help (None when there is none)."""
+    return None if value is None else f"{value!r}"

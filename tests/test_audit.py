@@ -339,6 +339,7 @@ def test_html_report_is_self_contained(tmp_path: Path, base: AuditReport) -> Non
     assert text.count("data:image/") == 5            # norms, scores, cosines, dimensions, frequency
     assert "<script" not in text and "http://" not in text and "https://" not in text
     assert "[unused" in text and "Under-trained tokens" in text
+    assert text.count("premise: ") == len(CHECKS) and "model family: encoder" in text
     with pytest.raises(OutputExistsError):
         write_html(base, target)
     assert not list(tmp_path.glob(".health.html.*"))  # no temp file left behind

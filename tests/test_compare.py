@@ -78,7 +78,7 @@ def test_vocabulary_match_by_token_string(small: core.EmbeddingMatrix) -> None:
 # -- the correctness checks ------------------------------------------------------------------------
 def test_a_matrix_against_itself_has_zero_drift_and_jaccard_one(small: core.EmbeddingMatrix) -> None:
     copy = core.EmbeddingMatrix(np.array(small.vectors), small.index_to_key)
-    c = cp.compare(small, copy, k=K, allow_same=True)
+    c = cp.compare(small, copy, k=K)
     assert c.shared == c.compared == len(small) and c.only_a == c.only_b == 0
     assert c.drift is not None and np.all(c.drift == 0.0)
     assert np.all(c.jaccard == 1.0)
@@ -87,9 +87,16 @@ def test_a_matrix_against_itself_has_zero_drift_and_jaccard_one(small: core.Embe
     assert s.mean_drift == 0.0 and s.changed_share == 0.0 and s.median_jaccard == 1.0 and s.mean_norm_change == 0.0
 
 
-def test_b_that_is_a_is_refused_with_a_clear_message(small: core.EmbeddingMatrix) -> None:
-    with pytest.raises(ParameterError, match="B is A.*same tokens and vectors.*choose two different"):
-        cp.compare(small, core.EmbeddingMatrix(np.array(small.vectors), small.index_to_key))
+def test_an_unchanged_release_passes_with_a_note_that_a_and_b_are_identical(small: core.EmbeddingMatrix) -> None:
+    c = cp.compare(small, core.EmbeddingMatrix(np.array(small.vectors), small.index_to_key), k=K)
+    assert c.identical and "A and B are identical" in c.notes[0]
+    assert c.to_json()["identical"] is True
+    # the neighbours are the brute-force oracle's in both A and B
+    want, dist = _sklearn_neighbours(np.asarray(small.vectors, np.float64), K)
+    clear = dist[:, K] - dist[:, K - 1] > 1e-6  # rows whose k-th and (k+1)-th neighbours tie may list either
+    assert clear.mean() > 0.95 and np.array_equal(c.neighbors_a, c.neighbors_b)
+    assert np.array_equal(np.sort(c.neighbors_b[clear], axis=1), np.sort(want[clear, :K], axis=1))
+    assert cp.compare(small, small, k=K, allow_same=True).identical  # the old keyword is still accepted
 
 
 def test_rotated_copy_aligns_to_zero_drift_with_unchanged_neighbourhoods(
@@ -462,10 +469,21 @@ def test_cli_compare_json_contract(exported: dict[str, Path], perturbed: tuple[c
 def test_cli_bad_inputs_exit_2(exported: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     from core.cli import main
 
-    assert main(["compare", str(exported["a"]), str(exported["a"])]) == 2
-    assert "B is A" in capsys.readouterr().err
     assert main(["compare", str(exported["a"]), str(exported["narrow"]), "--align"]) == 2
     assert "384 dimensions and B 64" in capsys.readouterr().err
+
+
+def test_cli_compare_demo_with_itself_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    from core.cli import main
+
+    assert main(["compare", "demo", "demo", "--json", "--top", "5"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"shared", "only_a", "only_b", "aligned", "mean_drift", "median_jaccard", "moved", "notes"} <= set(out)
+    assert out["identical"] is True and out["shared"] == out["compared"] == 30522
+    assert out["mean_drift"] == 0.0 and out["summary"]["max_drift"] == 0.0
+    assert out["median_jaccard"] == 1.0 and out["summary"]["changed_share"] == 0.0  # Jaccard 1.0 for every token
+    assert all(r["drift"] == 0.0 and r["jaccard"] == 1.0 for r in out["moved"])
+    assert any("A and B are identical" in n for n in out["notes"])
 
 
 def test_cli_quantize(exported: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

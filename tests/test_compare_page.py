@@ -127,8 +127,13 @@ def test_corpus_filter_and_benchmarks(pair: dict[str, object], monkeypatch: pyte
 
 def test_same_matrix_and_other_widths(pair: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
     at = _page(pair, monkeypatch, "a", "a")
-    assert any("same matrix" in i.value for i in at.info)
-    assert not any("neighbors_a" in d.value.columns for d in at.dataframe)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("A and B are identical" in x.value for x in at.success)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["mean drift"] == "0" and metrics["neighbourhood changed"] == "0.0%"
+    assert metrics["median Jaccard@10"] == "1"
+    table = _frame(at, "neighbors_a")
+    assert len(table) and (table["drift"] == 0).all() and (table["jaccard"] == 1).all()
 
     at = _page(pair, monkeypatch, "a", "narrow")
     assert any("neighbourhoods only" in i.value for i in at.info)

@@ -50,6 +50,9 @@ def test_health_page_on_the_demo(health: AppTest, demo: core.EmbeddingMatrix) ->
     candidates = _table(health, "score")
     assert list(candidates.columns[:3]) == ["token", "id", "score"] and len(candidates) == 611
     assert candidates["token"].str.fullmatch(r"\[unused\d+\]").mean() > 0.5
+    captions = [c.value for c in health.caption]
+    assert any(c.startswith("Model family: **encoder** (config.json: architectures BertModel") for c in captions)
+    assert sum(c.startswith("Premise: ") for c in captions) == len(CHECKS)  # every check says what it assumes
     downloads = [b.proto.label for b in health.get("download_button")]
     assert downloads == ["Report (HTML)", "Report (JSON)"]
 

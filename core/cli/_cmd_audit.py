@@ -9,16 +9,23 @@ the policy file cannot be read.
 from __future__ import annotations
 
 import argparse
+import textwrap
 
-from core.audit import AuditReport, Policy, audit, write_html
+from core.audit import CHECKS, PREMISES, TITLES, AuditReport, Policy, audit, write_html
 from core.cli._common import EXIT_FAIL, EXIT_OK, add_json, add_source, emit, open_source, progress_bar
 
 _MARK = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "n/a": "n/a "}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    premises = "\n".join(textwrap.fill(f"{TITLES[c]} ({c}): {PREMISES[c]}", 100, subsequent_indent="    ")
+                         for c in CHECKS)
     p = sub.add_parser("audit", help="health audit: damage, duplicates, under-trained tokens, anisotropy, ...",
-                       description="Run the eight health checks and exit 1 when one reaches --fail-on.")
+                       description="Run the eight health checks and exit 1 when one reaches --fail-on. A check "
+                                   "whose premise does not hold for the model's family (from config.json or the "
+                                   "file format; [model] family in a policy overrides it) says n/a.",
+                       epilog="What each check assumes:\n" + premises,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     add_source(p)
     p.add_argument("--policy", metavar="FILE", help="TOML file of thresholds ([check] setting = value)")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report to FILE")
@@ -30,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _text(report: AuditReport, fail_on: str, html_path: str | None) -> str:
-    lines = [f"{report.source}: {report.shape[0]:,} rows × {report.shape[1]} dimensions"]
+    lines = [f"{report.source}: {report.shape[0]:,} rows × {report.shape[1]} dimensions; model family "
+             f"{report.family} ({report.family_source})"]
     for c in report.checks:
         value = "—" if c.value is None else f"{c.value:.4g}"
         lines.append(f"  {_MARK[c.status]}  {c.title:<22} {value:>9}  {c.reason}")

@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="analogy files (questions-words.txt format) for benchmark deltas")
     p.add_argument("--pairs", nargs="+", default=[], metavar="FILE",
                    help="word-pair files (WordSim353/SimLex format) for benchmark deltas")
-    p.add_argument("--allow-same", action="store_true", help="compare a matrix with itself instead of refusing")
+    p.add_argument("--allow-same", action="store_true", help="accepted for old scripts: a matrix compared with "
+                   "itself is always allowed (zero drift, Jaccard 1.0, a note that A and B are identical)")
     add_json(p)
     p.set_defaults(func=cmd_compare)
 

@@ -12,12 +12,13 @@ import streamlit as st
 from core import charts, evaluate
 from core import compare as cp
 from core._io import save_uploads
+from core._numfmt import distinct
 from core.access import check_allowed
 from core.errors import EmbedscopeError
 from core.matrix import EmbeddingMatrix
 from dashboard import _cached_compare as cc
 from dashboard import cached, state
-from dashboard.ui import shown_errors
+from dashboard.ui import full_value, metric_value, shown_errors
 
 PRESELECT = "compare.preselect"  # (source spec, output spec), set by the Fine-tune page
 PAIR = "compare.pair"  # the chosen (A, B), kept across visits
@@ -128,15 +129,11 @@ if opened_a is None:
 a: EmbeddingMatrix = opened_a
 key_a = cached.key_of(a)
 
-same = b is not None and (spec_a == spec_b or a.fingerprint == b.fingerprint)
 if b is None:
     pass
 elif len(specs) < 2:
     st.info("Only one matrix is open. Open another in the sidebar, or fine-tune this one and press "
             "**Compare with the original** on the Fine-tune page. The quantisation impact of A is below.")
-elif same:
-    st.info("A and B are the same matrix (the same content fingerprint): nothing can have moved. Choose two "
-            "different matrices. The quantisation impact of A is below.")
 else:
     key_b = cached.key_of(b)
     align = ALIGN[align_label]
@@ -163,7 +160,10 @@ else:
             e1.write(", ".join(f"`{t}`" for t in c.vocab.only_a[:200]) or "none")
             e2.write(", ".join(f"`{t}`" for t in c.vocab.only_b[:200]) or "none")
     st.caption(f"**Alignment:** {c.alignment}. Took {c.seconds:.1f} s.")
-    for note in c.notes:
+    if c.identical:
+        st.success("A and B are identical (the same content fingerprint): no token moved, every neighbourhood "
+                   "is kept.", icon=":material/check_circle:")
+    for note in c.notes[1:] if c.identical else c.notes:
         st.caption(f"Note: {note}")
     if not c.has_drift:
         st.info(f"A has {c.dim_a} dimensions and B {c.dim_b}: they are compared by neighbourhoods only "
@@ -171,14 +171,15 @@ else:
 
     st.subheader("Summary")
     m1, m2, m3, m4, m5, m6 = st.columns(6)
-    m1.metric("mean drift", "—" if summ.mean_drift is None else f"{summ.mean_drift:.4f}")
-    m2.metric("median drift", "—" if summ.median_drift is None else f"{summ.median_drift:.4f}")
-    m3.metric("p99 drift", "—" if summ.p99_drift is None else f"{summ.p99_drift:.4f}")
+    m1.metric("mean drift", metric_value(summ.mean_drift), help=full_value(summ.mean_drift))
+    m2.metric("median drift", metric_value(summ.median_drift), help=full_value(summ.median_drift))
+    m3.metric("p99 drift", metric_value(summ.p99_drift), help=full_value(summ.p99_drift))
     m4.metric("neighbourhood changed", f"{summ.changed_share:.1%}", help=f"share of tokens whose {k} nearest "
               "neighbours are not the same in A and B")
-    m5.metric(f"median Jaccard@{k}", f"{summ.median_jaccard:.3f}")
-    m6.metric("mean norm", f"{summ.mean_norm_b:.4f}", delta=f"{summ.mean_norm_change:+.4f}",
-              help=f"B's mean row norm; A's is {summ.mean_norm_a:.4f}")
+    m5.metric(f"median Jaccard@{k}", metric_value(summ.median_jaccard), help=full_value(summ.median_jaccard))
+    norm_a, norm_b = distinct([summ.mean_norm_a, summ.mean_norm_b])
+    m6.metric("mean norm", norm_b, delta=f"{summ.mean_norm_change:+.3g}",
+              help=f"B's mean row norm; A's is {norm_a}")
 
     st.subheader("Moved most")
     rows_a, corpus_caption = _corpus_filter(a, key_a)
@@ -219,10 +220,11 @@ else:
         with shown_errors(stop=False):
             det = cp.token_detail(c, a, b, token.strip())
             d1, d2, d3, d4 = st.columns(4)
-            d1.metric("drift", "—" if det.drift is None else f"{det.drift:.5f}")
-            d2.metric(f"Jaccard@{k}", f"{det.jaccard:.3f}")
-            d3.metric("norm", f"{det.norm_b:.4f}", delta=f"{det.norm_b - det.norm_a:+.4f}")
-            d4.metric("|B − A|", "—" if det.difference_norm is None else f"{det.difference_norm:.4f}")
+            d1.metric("drift", metric_value(det.drift), help=full_value(det.drift))
+            d2.metric(f"Jaccard@{k}", metric_value(det.jaccard))
+            d3.metric("norm", metric_value(det.norm_b), delta=f"{det.norm_b - det.norm_a:+.3g}",
+                      help=full_value(det.norm_b))
+            d4.metric("|B − A|", metric_value(det.difference_norm), help=full_value(det.difference_norm))
             st.dataframe(det.frame(), hide_index=True, width="stretch", key="compare.detail", column_config={
                 "cosine in A": st.column_config.NumberColumn(format="%.4f"),
                 "cosine in B": st.column_config.NumberColumn(format="%.4f")})

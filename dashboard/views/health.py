@@ -11,7 +11,7 @@ from core import charts
 from core.audit import AuditReport, Check, Policy
 from core.cli._common import _clean
 from dashboard import _cached_audit, cached, state
-from dashboard.ui import current_matrix, shown_errors
+from dashboard.ui import current_matrix, full_value, metric_value, shown_errors
 
 _COLOR = {"pass": "green", "warn": "orange", "fail": "red", "n/a": "gray"}
 _ICON = {"pass": ":material/check_circle:", "warn": ":material/warning:", "fail": ":material/cancel:",
@@ -52,18 +52,21 @@ def _run_audit() -> AuditReport:
 report = _run_audit()
 
 s = report.summary()
+st.caption(f"Model family: **{report.family}** ({report.family_source}); it decides which checks apply. Set it "
+           "with `[model] family` in a policy file.")
 st.subheader(f"{s['pass']} pass · {s['warn']} warn · {s['fail']} fail" + (f" · {s['n/a']} n/a" if s["n/a"] else ""))
 cols = st.columns(len(report.checks))
 for col, c in zip(cols, report.checks, strict=True):
     with col:
         st.badge(c.status, icon=_ICON[c.status], color=_COLOR[c.status])  # type: ignore[arg-type]
-        st.caption(c.title)
+        st.caption(c.title, help=c.premise)
 
 
 def _details(c: Check, report: AuditReport) -> None:
     st.write(c.reason)
+    st.caption(f"Premise: {c.premise}")
     a, b = st.columns([1, 3])
-    a.metric(c.unit, "—" if c.value is None else f"{c.value:.4g}")
+    a.metric(c.unit, metric_value(c.value), help=full_value(c.value))
     b.caption("thresholds: " + ", ".join(f"{k} = {v}" for k, v in c.threshold.items()))
     chart = charts.audit_chart(c)
     if chart is not None:
@@ -79,8 +82,9 @@ def _details(c: Check, report: AuditReport) -> None:
     if c.dims:
         st.write("Dimensions: " + ", ".join(map(str, c.dims)))
     if c.tokens and c.id not in ("numerical", "duplicates", "norm_outliers", "undertrained"):
-        st.dataframe(pd.DataFrame({"token": c.tokens, "id": c.ids}), hide_index=True, width="stretch",
-                     key=f"health.{c.id}.tokens")
+        # A check may name tokens that have no row (no id); list ids only where every token has one.
+        table = pd.DataFrame({"token": c.tokens, "id": c.ids} if len(c.ids) == len(c.tokens) else {"token": c.tokens})
+        st.dataframe(table, hide_index=True, width="stretch", key=f"health.{c.id}.tokens")
 
 
 for c in report.checks:
