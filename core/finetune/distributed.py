@@ -237,8 +237,17 @@ def _read_lines(stream: Any, sink: list[str], progress: ProgressFn | None) -> No
         _tail(sink)
 
 
+def _root_cause(stderr: list[str]) -> tuple[int, int] | None:
+    """(rank, exit code) of torchrun's "Root Cause (first observed failure)", if it printed one."""
+    text = "".join(stderr)
+    at = text.rfind("Root Cause")
+    m = re.search(r"rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", text[at:] if at >= 0 else text, re.S)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
 def _failure(status: Path, stderr: list[str], nproc: int, code: int) -> EmbedscopeError:
-    """The error that explains a failed run: a rank's own report, else torchrun's summary."""
+    """The error that explains a failed run: bad input a rank found, a rank killed by a signal (torchrun's
+    root cause: its peers' errors are only consequences), a rank's own error, else torchrun's summary."""
     reports = []
     for f in sorted(status.glob("rank-*.json")):
         try:
@@ -249,19 +258,20 @@ def _failure(status: Path, stderr: list[str], nproc: int, code: int) -> Embedsco
     for r in reports:
         if r.get("bad_input"):
             return ParameterError(str(r.get("message")))
+    root = _root_cause(stderr)
+    if root is not None and (root[1] < 0 or not reports):
+        rank, exit_code = root
+        if exit_code < 0 and -exit_code in signal.Signals._value2member_map_:
+            how = (f"was killed by signal {-exit_code} ({signal.Signals(-exit_code).name}"
+                   + ("; the out-of-memory killer sends it" if exit_code == -signal.SIGKILL else "") + ")")
+        else:
+            how = f"ended with exit code {exit_code}"
+        return RankFailed(f"rank {rank} of {nproc} {how}; the run stopped on every rank and nothing was written",
+                          rank)
     if reports:
         r = reports[0]
         return RankFailed(f"rank {r['rank']} of {nproc} failed: {r.get('type')}: {r.get('message')}; the run "
                           "stopped on every rank and nothing was written", int(r["rank"]))
-    text = "".join(stderr)
-    m = re.search(r"rank\s*:\s*(\d+)[^\n]*\n(?:[^\n]*\n){0,3}?[^\n]*exitcode\s*:\s*(-?\d+)", text)
-    if m:
-        rank, exit_code = int(m.group(1)), int(m.group(2))
-        how = (f"was killed by signal {-exit_code} ({signal.Signals(-exit_code).name}; SIGKILL is what the "
-               "out-of-memory killer sends)" if exit_code < 0 and -exit_code in signal.Signals._value2member_map_
-               else f"ended with exit code {exit_code}")
-        return RankFailed(f"rank {rank} of {nproc} {how}; the run stopped on every rank and nothing was written",
-                          rank)
     last = "".join(stderr[-5:]).strip()
     return RankFailed(f"the distributed run ended with exit code {code} and no rank reported why; nothing was "
                       f"written. Last output: {last[-500:]}", None)
