@@ -5,9 +5,9 @@ own contiguous share of the documents. How ranks agree differs by objective:
 
 - SGNS updates a handful of rows per pair, word2vec-style, straight into the table. DDP would all-reduce a
   dense gradient of the whole table at every step (and the CPU loop has no autograd to hook), so ranks
-  instead train locally and **average their tables** :data:`SYNCS_PER_EPOCH` times per epoch (periodic
-  parameter averaging, "local SGD", as in distributed word2vec). Ranks never drift far apart between syncs
-  because each touches only the rows of its documents.
+  instead train locally and, :data:`SYNCS_PER_EPOCH` times per epoch, **add up the changes** every rank
+  made to the table since the last sync (one all-reduce of the table's change; local SGD). Plain parameter
+  averaging would not do: a row that only one rank's documents touch would keep half of its update.
 - The classifier is small and dense: each global batch is split across ranks and the **gradients are
   all-reduced** (summed, each rank's loss already divided by the global batch size) before clipping and the
   optimizer step, which is what DDP does; every rank then holds the same parameters.

@@ -387,11 +387,18 @@ def _train(m: EmbeddingMatrix, corpus: Corpus, config: SGNSConfig, device: Devic
     where = device.name if not dist.active else f"{dist.world_size} processes, {dist.backend}, {device.name}"
     monitor.start(f"training {rows.shape[0]:,} rows on {n_tok:,} tokens × {config.epochs} epochs ({where})")
 
+    # Tables as of the last sync: each rank sends what it changed since then, and every rank adds up all
+    # the changes (averaging whole tables would halve the step of every row that only one rank touched).
+    tables = [w_in] if w_out is w_in else [w_in, w_out]
+    synced_at = [t.clone() for t in tables] if dist.active else []
+
     def sync() -> None:
         dist.fault_point()
-        dist.average_(w_in)
-        if w_out is not w_in:
-            dist.average_(w_out)
+        for t, base in zip(tables, synced_at, strict=True):
+            t.sub_(base)
+            dist.sum_(t)
+            t.add_(base)
+            base.copy_(t)
 
     lr0, lr1 = config.lr, config.min_lr
     chunk_starts = _chunk_bounds(doc_np, _CHUNK_TOKENS)
@@ -464,7 +471,7 @@ def _train(m: EmbeddingMatrix, corpus: Corpus, config: SGNSConfig, device: Devic
     per_rank = dist.gather([n_tok * config.epochs, elapsed, pairs_total], dev)
     tokens_seen = int(sum(r[0] for r in per_rank))
     distributed = {**dist.to_json(), "syncs_per_epoch": SYNCS_PER_EPOCH if dist.active else 0,
-                   "sync": "parameter averaging" if dist.active else None,
+                   "sync": "summed row changes" if dist.active else None,
                    "ranks": [{"rank": i, "tokens": int(r[0]), "seconds": round(r[1], 3), "pairs": int(r[2]),
                               "tokens_per_s": r[0] / r[1] if r[1] > 0 else None} for i, r in enumerate(per_rank)]}
     if dist.active:
