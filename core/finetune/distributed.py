@@ -205,6 +205,24 @@ def max_processes(prefer: str = "auto") -> tuple[int, str]:
     return n, f"{n} CPU core{'s' if n != 1 else ''}"
 
 
+def offered_processes(device_kind: str, devices: int, cpu_cores: int) -> int:
+    """How many processes a UI should offer: one per device when there are several GPUs, one per core
+    when a CPU has at least 4 (with fewer, other work on the machine eats the gain); 1 means "do not ask".
+    """
+    if device_kind == "cuda":
+        return devices if devices > 1 else 1
+    if device_kind == "cpu":
+        return cpu_cores if cpu_cores >= 4 else 1
+    return 1
+
+
+def processes_offered(prefer: str = "auto") -> int:
+    """:func:`offered_processes` for this machine."""
+    most, _ = max_processes(prefer)
+    kind = choose_device(prefer).kind
+    return offered_processes(kind, most if kind == "cuda" else 1, most if kind == "cpu" else 0)
+
+
 def check_nproc(nproc: int, prefer: str = "auto") -> None:
     """Refuse a process count this machine cannot run (naming what it has).
 
@@ -371,4 +389,4 @@ def write_result(out: Path) -> None:
 
 
 __all__ = ["FAULT_ENV", "SINGLE", "SYNCS_PER_EPOCH", "Dist", "RankFailed", "backend_for", "check_nproc",
-           "init_from_env", "launch", "max_processes", "shard_bounds"]
+           "init_from_env", "launch", "max_processes", "offered_processes", "processes_offered", "shard_bounds"]
