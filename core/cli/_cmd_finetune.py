@@ -215,6 +215,10 @@ def _emit_run(args: argparse.Namespace, run: Any) -> None:
                  f"({c['unknown_policy']})",
                  f"{card['steps']:,} steps over {card['epochs_run']} epoch(s), {card['tokens_seen']:,} tokens seen, "
                  f"{card['output']['rows_changed']:,} rows changed"]
+        d = card.get("distributed") or {}
+        if int(d.get("world_size", 1)) > 1:
+            per_rank = ", ".join(f"rank {r['rank']} {r['tokens_per_s'] or 0:,.0f}" for r in d.get("ranks", []))
+            lines.append(f"{d['world_size']} processes ({d['backend']}, {d.get('sync')}); tokens/s: {per_rank}")
         mt = card["metrics"]
         if card["objective"] == "sgns":
             lines.append(f"loss {mt['first_epoch_loss']:.4f} (epoch 1) → {mt['final_epoch_loss']:.4f} (last); mean "
