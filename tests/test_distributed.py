@@ -25,7 +25,7 @@ from core.finetune.devices import Device
 from core.finetune.distributed import Dist, RankFailed
 
 # Loss per epoch: the 2-process mean within 3% of the 1-process loss (ranks see different pairs and
-# negatives, and sum their table changes 8 times an epoch instead of after every pair).
+# negatives, and sum their table changes 4 times an epoch instead of after every pair).
 LOSS_RTOL = 0.03
 JACCARD_MIN = 0.9
 SGNS = ft.SGNSConfig(epochs=3, lr=0.0025, min_lr=0.0001, seed=0, watch_size=0)

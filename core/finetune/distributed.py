@@ -45,7 +45,7 @@ from core.finetune.devices import Device, choose_device
 from core.progress import CancelFn, ProgressFn
 
 #: SGNS table averages per epoch across ranks (the last one ends the epoch).
-SYNCS_PER_EPOCH = 8
+SYNCS_PER_EPOCH = 4
 #: Set by :func:`launch` for its workers: a folder for per-rank status files and the result.
 STATUS_ENV = "EMBEDSCOPE_DIST_STATUS"
 #: Set by :func:`launch`: rank 0 prints progress as :data:`PROGRESS_PREFIX` lines on stdout.

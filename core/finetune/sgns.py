@@ -288,6 +288,8 @@ class _CompiledStep:
         # numpy views share the tensors' memory: the loop updates the training tables in place
         self.w_in, self.w_out = w_in.numpy(), w_out.numpy()
         self.work = np.empty(self.w_in.shape[1], dtype=np.float32)
+        # load (or compile) the loop now, before the run's clock starts: an empty batch changes nothing
+        self(torch.zeros(0, dtype=torch.int64), torch.zeros((0, 2), dtype=torch.int64), 0.0)
 
     def __call__(self, centres: torch.Tensor, targets: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
         from core.finetune._sgns_kernel import sgns_pairs
@@ -386,6 +388,7 @@ def _train(m: EmbeddingMatrix, corpus: Corpus, config: SGNSConfig, device: Devic
     watch.snapshot(0, w_in.cpu().numpy())
     where = device.name if not dist.active else f"{dist.world_size} processes, {dist.backend}, {device.name}"
     monitor.start(f"training {rows.shape[0]:,} rows on {n_tok:,} tokens × {config.epochs} epochs ({where})")
+    cpu0 = time.process_time()
 
     # Tables as of the last sync: each rank sends what it changed since then, and every rank adds up all
     # the changes (averaging whole tables would halve the step of every row that only one rank touched).
@@ -468,12 +471,14 @@ def _train(m: EmbeddingMatrix, corpus: Corpus, config: SGNSConfig, device: Devic
     }
     duration = time.perf_counter() - t_start
     metrics["tokens_per_s"] = n_tok * config.epochs / elapsed if elapsed > 0 else None
-    per_rank = dist.gather([n_tok * config.epochs, elapsed, pairs_total], dev)
+    cpu_s = time.process_time() - cpu0
+    per_rank = dist.gather([n_tok * config.epochs, elapsed, pairs_total, cpu_s], dev)
     tokens_seen = int(sum(r[0] for r in per_rank))
     distributed = {**dist.to_json(), "syncs_per_epoch": SYNCS_PER_EPOCH if dist.active else 0,
                    "sync": "summed row changes" if dist.active else None,
                    "ranks": [{"rank": i, "tokens": int(r[0]), "seconds": round(r[1], 3), "pairs": int(r[2]),
-                              "tokens_per_s": r[0] / r[1] if r[1] > 0 else None} for i, r in enumerate(per_rank)]}
+                              "tokens_per_s": r[0] / r[1] if r[1] > 0 else None, "cpu_seconds": round(r[3], 3)}
+                             for i, r in enumerate(per_rank)]}
     if dist.active:
         slowest = max(r[1] for r in per_rank)
         metrics["tokens_per_s"] = tokens_seen / slowest if slowest > 0 else None
