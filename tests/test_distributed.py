@@ -196,3 +196,16 @@ def test_cuda_ranks_use_nccl_and_autocast(demo: core.EmbeddingMatrix, tmp_path: 
     if n > 1:
         assert run.card["distributed"]["backend"] == ("nccl" if torch.distributed.is_nccl_available() else "gloo")
     assert run.card["epochs"][-1]["loss"] < run.card["epochs"][0]["loss"]
+
+
+def test_cli_offers_nproc_and_the_module_takes_the_same_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    from core.cli import main
+    from core.cli._cmd_finetune import worker_main
+
+    with pytest.raises(SystemExit):
+        main(["finetune", "--help"])
+    assert "--nproc N" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        worker_main(["--help"])
+    shown = capsys.readouterr().out
+    assert "python -m core.finetune" in shown and "--corpus" in shown and "--nproc" not in shown
