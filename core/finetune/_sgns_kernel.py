@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 from numba import njit
 
 # Fast-math without the flags that assume finite values: reassociation lets the dot products vectorise.
@@ -77,3 +78,18 @@ def sgns_pairs(w_in: np.ndarray, w_out: np.ndarray, centres: np.ndarray, targets
         if lr32 > 0:
             gsq += float(sq) / (float(lr32) * float(lr32))
     return loss, gsq
+
+
+class CompiledStep:
+    """The CPU update: word2vec's per-pair loop, compiled (:func:`sgns_pairs` on the tables)."""
+
+    def __init__(self, w_in: torch.Tensor, w_out: torch.Tensor) -> None:
+        # numpy views share the tensors' memory: the loop updates the training tables in place
+        self.w_in, self.w_out = w_in.numpy(), w_out.numpy()
+        self.work = np.empty(self.w_in.shape[1], dtype=np.float32)
+        # load (or compile) the loop now, before the run's clock starts: an empty batch changes nothing
+        self(torch.zeros(0, dtype=torch.int64), torch.zeros((0, 2), dtype=torch.int64), 0.0)
+
+    def __call__(self, centres: torch.Tensor, targets: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+        loss, gsq = sgns_pairs(self.w_in, self.w_out, centres.numpy(), targets.numpy(), lr, self.work)
+        return torch.tensor(loss / max(1, centres.shape[0])), torch.tensor(math.sqrt(gsq))

@@ -8,10 +8,12 @@ The objective and its schedule follow word2vec/gensim: subsampling of frequent t
 (each centre draws its window from 1..``window``), negatives drawn from the corpus unigram distribution to
 the 0.75 power, and a learning rate that decays linearly to ``min_lr``.
 
-Only rows of tokens that occur in the corpus are trained: they are gathered into a small table, pairs are
-processed in batches with hand-written gradients, and updates go in with ``index_add_`` on the touched rows
-only. Every other row of the matrix is never copied into the training table, so it comes out bit for bit
-as it went in.
+Only rows of tokens that occur in the corpus are trained: they are gathered into a small table. On a CPU,
+word2vec's own per-pair loop, compiled (:mod:`core.finetune._sgns_kernel`), updates the touched rows in
+place; on a GPU, pairs are processed in batches with hand-written gradients under autocast, and updates
+go in with ``index_add_`` on the touched rows only. Several processes train shares of the corpus and add
+up their changes (:mod:`core.finetune.distributed`). Every other row of the matrix is never copied into
+the training table, so it comes out bit for bit as it went in.
 
     >>> from core.finetune import sgns, corpus
     >>> c = corpus.load_corpus(m, "finance.txt")
@@ -281,23 +283,6 @@ class _Step:
         return loss, torch.linalg.vector_norm(step) / lr
 
 
-class _CompiledStep:
-    """The CPU update: word2vec's per-pair loop, compiled (see :mod:`core.finetune._sgns_kernel`)."""
-
-    def __init__(self, w_in: torch.Tensor, w_out: torch.Tensor) -> None:
-        # numpy views share the tensors' memory: the loop updates the training tables in place
-        self.w_in, self.w_out = w_in.numpy(), w_out.numpy()
-        self.work = np.empty(self.w_in.shape[1], dtype=np.float32)
-        # load (or compile) the loop now, before the run's clock starts: an empty batch changes nothing
-        self(torch.zeros(0, dtype=torch.int64), torch.zeros((0, 2), dtype=torch.int64), 0.0)
-
-    def __call__(self, centres: torch.Tensor, targets: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
-        from core.finetune._sgns_kernel import sgns_pairs
-
-        loss, gsq = sgns_pairs(self.w_in, self.w_out, centres.numpy(), targets.numpy(), lr, self.work)
-        return torch.tensor(loss / max(1, centres.shape[0])), torch.tensor(math.sqrt(gsq))
-
-
 def train_sgns(m: EmbeddingMatrix, corpus: Corpus, config: SGNSConfig | None = None, *,
                progress: ProgressFn | None = None, cancel: CancelFn | None = None,
                on_update: UpdateFn | None = None, dist: Dist | None = None,
@@ -376,9 +361,11 @@ def _train(m: EmbeddingMatrix, corpus: Corpus, config: SGNSConfig, device: Devic
     kept = float((keep_p_np[tok_np]).sum())
     pairs_expected = kept * (config.window + 1)
     batch = config.batch_size or _auto_batch(dim, config.negatives, device, pairs_expected)
-    step_fn: _Step | _CompiledStep
+    step_fn: Any
     if device.kind == "cpu":
-        step_fn = _CompiledStep(w_in, w_out)
+        from core.finetune._sgns_kernel import CompiledStep  # numba: imported only when a CPU run needs it
+
+        step_fn = CompiledStep(w_in, w_out)
     else:
         step_fn = _Step(w_in, w_out, config.context == "tied", batch, config.negatives, device)
     per_epoch = max(1, math.ceil(pairs_expected / batch))
