@@ -343,13 +343,16 @@ def _train(m: EmbeddingMatrix, corpus: Corpus, config: SGNSConfig, device: Devic
     seed = int(config.seed) + 7919 * dist.rank
     gen = device.generator(seed)
     cpu_gen = torch.Generator().manual_seed(int(config.seed))
-    w_in = torch.from_numpy(np.array(m.vectors[rows], dtype=np.float32)).to(dev)
+    # Both tables live in one buffer, so a distributed sync is one collective call.
+    start_rows = torch.from_numpy(np.array(m.vectors[rows], dtype=np.float32))
     if config.context == "tied":
-        w_out = w_in
+        both = start_rows.unsqueeze(0)
     elif config.context == "copy":
-        w_out = w_in.clone()
+        both = torch.stack([start_rows, start_rows])
     else:
-        w_out = ((torch.rand(rows.shape[0], dim, generator=cpu_gen) - 0.5) / dim).to(dev)
+        both = torch.stack([start_rows, (torch.rand(rows.shape[0], dim, generator=cpu_gen) - 0.5) / dim])
+    both = both.to(dev).contiguous()
+    w_in, w_out = both[0], both[-1]
     keep_p_np = _keep_probability(counts, config.subsample)
     keep_p = torch.from_numpy(keep_p_np).to(dev)
     table_size = int(np.clip(_NEG_PER_ROW * rows.shape[0], _NEG_MIN, _NEG_MAX))
@@ -379,16 +382,14 @@ def _train(m: EmbeddingMatrix, corpus: Corpus, config: SGNSConfig, device: Devic
 
     # Tables as of the last sync: each rank sends what it changed since then, and every rank adds up all
     # the changes (averaging whole tables would halve the step of every row that only one rank touched).
-    tables = [w_in] if w_out is w_in else [w_in, w_out]
-    synced_at = [t.clone() for t in tables] if dist.active else []
+    synced_at = both.clone() if dist.active else both
 
     def sync() -> None:
         dist.fault_point()
-        for t, base in zip(tables, synced_at, strict=True):
-            t.sub_(base)
-            dist.sum_(t)
-            t.add_(base)
-            base.copy_(t)
+        both.sub_(synced_at)
+        dist.sum_(both)
+        both.add_(synced_at)
+        synced_at.copy_(both)
 
     lr0, lr1 = config.lr, config.min_lr
     chunk_starts = _chunk_bounds(doc_np, _CHUNK_TOKENS)
