@@ -1,4 +1,5 @@
-# Embedscope dashboard for a shared server. The same install steps as the Makefile (`make install`).
+# Embedscope dashboard for a shared server, on CPU: the default image. The same install steps as the
+# Makefile (`make install`). The GPU image is Dockerfile.gpu.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
@@ -11,10 +12,11 @@ COPY --chown=embedscope:embedscope . /app
 USER embedscope
 
 # The CPU build of torch: pass PyTorch's CPU wheel index as TORCH_INDEX_URL at build time (the default
-# index serves a multi-GB CUDA build). Then the Makefile's own install (torch pin, package, demo model).
+# index serves a multi-GB CUDA build). Then the Makefile's own install (constraints.txt's torch pin,
+# package, demo model).
 ARG TORCH_INDEX_URL=""
 RUN python -m venv .venv \
-    && if [ -n "$TORCH_INDEX_URL" ]; then .venv/bin/pip install "torch==2.13.0" --index-url "$TORCH_INDEX_URL"; fi \
+    && if [ -n "$TORCH_INDEX_URL" ]; then .venv/bin/pip install -c constraints.txt torch --index-url "$TORCH_INDEX_URL"; fi \
     && make install
 
 # Shared use: set a password and keep hub downloads off unless wanted.

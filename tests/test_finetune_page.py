@@ -78,3 +78,13 @@ def test_bad_paths_are_errors_not_tracebacks(page: AppTest, tmp_path: Path, monk
     assert not page.exception
     assert any("no such corpus file" in e.value for e in page.error)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_processes_are_offered_only_with_several_devices_or_four_cores(page: AppTest) -> None:
+    from core.finetune.distributed import offered_processes, processes_offered
+
+    assert offered_processes("cuda", 1, 64) == 1 and offered_processes("cuda", 4, 64) == 4
+    assert offered_processes("cpu", 0, 2) == 1 and offered_processes("cpu", 0, 3) == 1
+    assert offered_processes("cpu", 0, 4) == 4 and offered_processes("mps", 1, 8) == 1
+    shown = any(n.label == "processes" for n in page.number_input)
+    assert shown == (processes_offered() > 1)

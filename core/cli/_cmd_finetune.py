@@ -10,6 +10,8 @@ from typing import Any
 
 from core.cli._common import add_json, add_source, emit, open_source, progress_bar
 
+RUN_FILE = "run.json"  # core.finetune.RUN_FILE, without importing torch to build the parser
+
 _EXCLUDED = {"text_column", "watch"}  # given their own flags below
 
 
@@ -35,10 +37,23 @@ def _settings() -> list[tuple[str, type, Any, str, tuple[str, ...]]]:
     return list(seen.values())
 
 
+_DESCRIPTION = ("Train only the rows of tokens in the data and write a NEW folder (the matrix as safetensors, its "
+                "tokenizer, run.json) that opens like any other matrix.")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="fine-tune a matrix on a corpus (sgns) or labelled texts (classify)",
-                       description="Train only the rows of tokens in the data and write a NEW folder (the "
-                       "matrix as safetensors, its tokenizer, run.json) that opens like any other matrix.")
+                       description=_DESCRIPTION)
+    add_arguments(p)
+    p.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="train on N processes of this machine (torch.distributed, launched through torchrun): "
+                        "one per GPU, or up to one per CPU core; across machines run torchrun yourself with "
+                        "`-m core.finetune` and the same flags")
+    p.set_defaults(func=cmd_finetune)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of ``embedscope finetune`` (also those of ``python -m core.finetune`` under torchrun)."""
     add_source(p)
     p.add_argument("--corpus", required=True, metavar="FILE",
                    help="text file (one document a line) or .jsonl/.csv/.tsv; 'demo' for the bundled finance "
@@ -63,14 +78,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         else:
             hp.add_argument(flag, type=tp, default=None, metavar=name.upper(),
                             help=f"{help_text} (default {default}){scope}")
+    # the launcher passes the whole config as JSON (the page's settings, already validated)
+    p.add_argument("--config-json", metavar="FILE", help=argparse.SUPPRESS)
     add_json(p)
-    p.set_defaults(func=cmd_finetune)
 
 
 def _config(args: argparse.Namespace) -> Any:
     from core.finetune import config_for
 
     settings: dict[str, Any] = {}
+    if getattr(args, "config_json", None):
+        import json
+        from pathlib import Path
+
+        settings.update(json.loads(Path(args.config_json).read_text(encoding="utf-8")))
     for name, _tp, _d, _h, objs in _settings():
         value = getattr(args, name, None)
         if value is None:
@@ -87,17 +108,93 @@ def _config(args: argparse.Namespace) -> Any:
     return config_for(args.objective, **settings)
 
 
+def _data(args: argparse.Namespace) -> Any:
+    from core import finetune
+
+    if args.corpus == "demo":
+        return finetune.demo_corpus() if args.objective == "sgns" else finetune.demo_labels()
+    return args.corpus
+
+
 def cmd_finetune(args: argparse.Namespace) -> int:
     from core import finetune
 
     config = _config(args)  # settings are checked before the matrix is opened
     config.validate()
+    nproc = args.nproc
+    if nproc is not None and nproc != 1:
+        from core.finetune import distributed
+
+        distributed.check_nproc(nproc, config.device)  # before the matrix is opened
+        out = args.out or str(finetune.default_out(config.objective))
+        with progress_bar(f"finetune {args.objective} ×{nproc}") as bar:
+            folder = distributed.launch(args.source, _data(args), config, out, nproc, tensor=args.tensor,
+                                        vocab=args.vocab, limit=args.limit, force=args.force, progress=bar)
+        _emit_run(args, finetune.load_run(folder))
+        return 0
     m = open_source(args)
-    data = args.corpus
-    if data == "demo":
-        data = finetune.demo_corpus() if args.objective == "sgns" else finetune.demo_labels()
     with progress_bar(f"finetune {args.objective}") as bar:
-        run = finetune.finetune(m, data, config, args.out, force=args.force, progress=bar)
+        run = finetune.finetune(m, _data(args), config, args.out, force=args.force, progress=bar)
+    _emit_run(args, run)
+    return 0
+
+
+def worker_main(argv: list[str] | None = None) -> int:
+    """``python -m core.finetune``: one rank of a distributed run started by torchrun (or a plain run).
+
+    Every rank trains; rank 0 writes the run folder after all ranks have finished, and prints the result.
+    """
+    import os
+    import signal
+
+    from core import finetune
+    from core.cli._common import fail
+    from core.errors import EmbedscopeError
+    from core.finetune import distributed
+    from core.finetune.runs import train_run
+
+    p = argparse.ArgumentParser(prog="python -m core.finetune", description=_DESCRIPTION)
+    add_arguments(p)
+    args = p.parse_args(argv)
+
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # so a stopped rank unwinds (temp folders are removed), then exits
+
+    signal.signal(signal.SIGTERM, _terminate)
+    dist = distributed.SINGLE
+    try:
+        config = _config(args)
+        config.validate()
+        dist, device = distributed.init_from_env(config.device)
+        m = open_source(args)
+        out = args.out or dist.broadcast(str(finetune.default_out(config.objective)) if dist.is_main else None)
+        relay = os.environ.get(distributed.PROGRESS_ENV) and dist.is_main
+        with progress_bar(f"finetune {args.objective} rank {dist.rank}/{dist.world_size}") as bar:
+            progress = distributed.progress_line if relay else (bar if dist.is_main else None)
+            trained = train_run(m, _data(args), config, out, force=args.force, progress=progress, dist=dist,
+                                device=device)
+        dist.barrier()  # every rank has finished: only now may rank 0 write
+        if dist.is_main:
+            run = trained.write(m, force=args.force)
+            distributed.write_result(run.path)
+            if not relay:
+                _emit_run(args, run)
+        return 0
+    except KeyboardInterrupt:
+        return fail(f"rank {dist.rank}: interrupted; nothing was written")
+    except EmbedscopeError as err:
+        distributed.report_failure(dist, err)
+        from core.errors import FormatError, OutputExistsError, ParameterError
+
+        return 2 if isinstance(err, (ParameterError, FormatError, OutputExistsError)) else 1
+    except Exception as err:  # a rank's crash (out of memory, a lost peer): say which rank, then fail
+        distributed.report_failure(dist, err)
+        return 1
+    finally:
+        distributed.shutdown(dist)
+
+
+def _emit_run(args: argparse.Namespace, run: Any) -> None:
     card = run.card
     metrics = {k: v for k, v in card["metrics"].items() if k not in ("baseline", "finetuned")}
     if card["objective"] == "classify":
@@ -108,7 +205,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
                "epochs_run": card["epochs_run"], "tokens_seen": card["tokens_seen"],
                "unknown_tokens": card["unknown_tokens"], "source_fingerprint": card["source"]["fingerprint"],
                "output_fingerprint": card["output"]["fingerprint"], "metrics": metrics,
-               "run_json": str(run.path / finetune.RUN_FILE)}
+               "run_json": str(run.path / RUN_FILE),
+               "distributed": card.get("distributed", {"world_size": 1, "backend": "none"})}
 
     def text() -> str:
         c = card["corpus"]
@@ -117,6 +215,10 @@ def cmd_finetune(args: argparse.Namespace) -> int:
                  f"({c['unknown_policy']})",
                  f"{card['steps']:,} steps over {card['epochs_run']} epoch(s), {card['tokens_seen']:,} tokens seen, "
                  f"{card['output']['rows_changed']:,} rows changed"]
+        d = card.get("distributed") or {}
+        if int(d.get("world_size", 1)) > 1:
+            per_rank = ", ".join(f"rank {r['rank']} {r['tokens_per_s'] or 0:,.0f}" for r in d.get("ranks", []))
+            lines.append(f"{d['world_size']} processes ({d['backend']}, {d.get('sync')}); tokens/s: {per_rank}")
         mt = card["metrics"]
         if card["objective"] == "sgns":
             lines.append(f"loss {mt['first_epoch_loss']:.4f} (epoch 1) → {mt['final_epoch_loss']:.4f} (last); mean "
@@ -134,4 +236,3 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         return "\n".join(lines)
 
     emit(args, payload, text)
-    return 0

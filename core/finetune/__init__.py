@@ -13,6 +13,10 @@ check, and write a NEW folder that opens like any other matrix, with a ``run.jso
     >>> tuned = core.load("runs/finance")                        # same vocabulary, fine-tuned rows
     >>> finetune.list_runs("runs")[0].summary()["objective"]
     'sgns'
+
+On several processes (one per GPU, or per CPU core), through torchrun: ``embedscope finetune ... --nproc 4``,
+``finetune.launch(...)``, or ``torchrun --nproc-per-node 4 -m core.finetune ...`` (see
+:mod:`core.finetune.distributed`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from core.finetune._monitor import TrainingDiverged, TrainingUpdate, UpdateFn
 from core.finetune.classify import ClassifyConfig, LabelledData, prepare, train_classifier
 from core.finetune.corpus import Corpus, load_corpus, read_labelled, read_texts, tokenize
 from core.finetune.devices import Device, choose_device
+from core.finetune.distributed import RankFailed, launch
 from core.finetune.runs import (
     OBJECTIVES,
     RUN_FILE,
@@ -60,6 +65,7 @@ __all__ = [
     "Corpus",
     "Device",
     "LabelledData",
+    "RankFailed",
     "Run",
     "SGNSConfig",
     "TrainResult",
@@ -73,6 +79,7 @@ __all__ = [
     "demo_corpus",
     "demo_labels",
     "finetune",
+    "launch",
     "list_runs",
     "load_corpus",
     "load_run",

@@ -209,6 +209,12 @@ class Monitor:
                                            frac, msg, tuple(recent), event, dict(epoch_stats or {})))
         self._since_report = []
 
+    def epoch_loss(self, epoch: int) -> float | None:
+        """The mean loss of this process's steps in ``epoch`` (None before its first step)."""
+        self._drain()
+        vals = [v for v, e in zip(self.losses, self.loss_epochs, strict=True) if e == epoch]
+        return float(np.mean(vals)) if vals else None
+
     def end_epoch(self, epoch: int, stats: dict[str, Any], fraction: float | None = None) -> None:
         """Record an epoch's numbers (mean loss, validation scores, watch list) and report."""
         self._drain()

@@ -32,6 +32,7 @@ from core.finetune import _config as cfg
 from core.finetune._monitor import Monitor, UpdateFn, Watch, check_ids, default_watch, downsample, resolve_watch
 from core.finetune.corpus import UNKNOWN_POLICIES, TextSource, tokenize_texts
 from core.finetune.devices import DEVICE_CHOICES, Device, choose_device
+from core.finetune.distributed import SINGLE, Dist
 from core.finetune.sgns import TrainResult, torch_threads
 from core.matrix import EmbeddingMatrix
 from core.progress import CancelFn, ProgressFn, Reporter
@@ -257,8 +258,13 @@ def _set_frozen(model: _BagClassifier, frozen: bool) -> None:
 
 def _fit(model: _BagClassifier, split: _Split, config: ClassifyConfig, device: Device, *, freeze_epochs: int,
          gen: np.random.Generator, monitor: Monitor | None, report: Reporter, watch: Watch | None,
-         frac0: float, frac1: float, clip_log: list[tuple[int, float, float]] | None) -> dict[str, Any]:
-    """Train with early stopping; restore the best epoch. Returns the epoch history and the best epoch."""
+         frac0: float, frac1: float, clip_log: list[tuple[int, float, float]] | None,
+         dist: Dist = SINGLE) -> dict[str, Any]:
+    """Train with early stopping; restore the best epoch. Returns the epoch history and the best epoch.
+
+    In a distributed run every rank draws the same order, takes its share of each batch, and the gradients
+    are summed over ranks before clipping and the step (as DDP does), so all ranks hold the same model.
+    """
     from sklearn.metrics import f1_score
 
     opt = torch.optim.AdamW([
@@ -277,13 +283,17 @@ def _fit(model: _BagClassifier, split: _Split, config: ClassifyConfig, device: D
         order = gen.permutation(split.train)
         for s in range(0, order.shape[0], config.batch_size):
             docs = order[s:s + config.batch_size]
-            ids, offs = _batch(split.ids, split.offsets, docs, device.torch_device)
-            y = torch.from_numpy(split.y[docs]).to(device.torch_device)
-            with device.autocast():
-                logits = model(ids, offs).float()
-            loss = F.cross_entropy(logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if dist.active:
+                loss, n_tokens = _shared_backward(model, opt, split, docs, device, dist)
+            else:
+                ids, offs = _batch(split.ids, split.offsets, docs, device.torch_device)
+                y = torch.from_numpy(split.y[docs]).to(device.torch_device)
+                with device.autocast():
+                    logits = model(ids, offs).float()
+                loss = F.cross_entropy(logits, y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                n_tokens = int(ids.shape[0])
             emb_grad = model.embedding.weight.grad
             emb_norm = (torch.linalg.vector_norm(emb_grad) if emb_grad is not None
                         else torch.zeros((), device=device.torch_device))
@@ -301,7 +311,7 @@ def _fit(model: _BagClassifier, split: _Split, config: ClassifyConfig, device: D
             step += 1
             frac = frac0 + (frac1 - frac0) * step / total_steps
             if monitor is not None:
-                monitor.step(loss, emb_norm, int(ids.shape[0]), epoch, frac)
+                monitor.step(loss, emb_norm, n_tokens, epoch, frac)
             elif step % 20 == 0:
                 report(frac, f"frozen baseline: epoch {epoch}/{config.epochs}")
         val_loss, pred = _evaluate(model, split, split.val, device)
@@ -328,10 +338,52 @@ def _fit(model: _BagClassifier, split: _Split, config: ClassifyConfig, device: D
             "stopped_early": stopped_early, "epochs_run": len(history), "steps": step}
 
 
+def _shared_backward(model: _BagClassifier, opt: torch.optim.Optimizer, split: _Split, docs: np.ndarray,
+                     device: Device, dist: Dist) -> tuple[torch.Tensor, int]:
+    """This rank's share of a batch, forward and backward, then the gradients and loss summed over ranks.
+
+    Each rank's loss is its texts' summed cross-entropy over the whole batch's size, so the sum over ranks
+    is the batch's mean loss and its gradient, whatever the split.
+
+    Returns:
+        the batch's mean loss (0-d) and the tokens of this rank's texts.
+    """
+    mine = docs[dist.rank::dist.world_size]
+    opt.zero_grad(set_to_none=True)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    n_tokens = 0
+    if mine.shape[0]:
+        ids, offs = _batch(split.ids, split.offsets, mine, device.torch_device)
+        y = torch.from_numpy(split.y[mine]).to(device.torch_device)
+        with device.autocast():
+            logits = model(ids, offs).float()
+        loss = F.cross_entropy(logits, y, reduction="sum") / docs.shape[0]
+        loss.backward()
+        n_tokens = int(ids.shape[0])
+    else:
+        loss = torch.zeros((), device=device.torch_device)
+    for p in trainable:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    # one all-reduce per step: every gradient and the loss in one flat buffer
+    flat = torch.cat([p.grad.reshape(-1) for p in trainable if p.grad is not None] + [loss.detach().reshape(1)])
+    dist.sum_(flat)
+    at = 0
+    for p in trainable:
+        assert p.grad is not None
+        n = p.grad.numel()
+        p.grad.copy_(flat[at:at + n].view_as(p.grad))
+        at += n
+    return flat[-1], n_tokens
+
+
 def train_classifier(m: EmbeddingMatrix, data: LabelledData, config: ClassifyConfig | None = None, *,
                      progress: ProgressFn | None = None, cancel: CancelFn | None = None,
-                     on_update: UpdateFn | None = None) -> TrainResult:
+                     on_update: UpdateFn | None = None, dist: Dist | None = None,
+                     device: Device | None = None) -> TrainResult:
     """Fine-tune ``m`` inside a mean-pooled classifier on ``data``; returns the trained rows.
+
+    ``dist`` and ``device``: as in :func:`core.finetune.sgns.train_sgns` (every rank passes all the data).
 
     Raises:
         ParameterError: a bad setting (naming it), or a validation split too small for the classes.
@@ -341,17 +393,22 @@ def train_classifier(m: EmbeddingMatrix, data: LabelledData, config: ClassifyCon
     config = config or ClassifyConfig()
     config.validate()
     check_ids(m, data.ids, "data")
-    device = choose_device(config.device)
+    device = device or choose_device(config.device)
     watch_items = resolve_watch(m, config.watch) if config.watch else None
     with torch_threads(config.threads):
-        return _train(m, data, config, device, watch_items, progress, cancel, on_update)
+        return _train(m, data, config, device, watch_items, progress, cancel, on_update, dist or SINGLE)
 
 
 def _train(m: EmbeddingMatrix, data: LabelledData, config: ClassifyConfig, device: Device, watch_items: Any,
-           progress: ProgressFn | None, cancel: CancelFn | None, on_update: UpdateFn | None) -> TrainResult:
+           progress: ProgressFn | None, cancel: CancelFn | None, on_update: UpdateFn | None,
+           dist: Dist) -> TrainResult:
     t0 = time.perf_counter()
     rows, compact = np.unique(data.ids, return_inverse=True)
     split = _split(data, compact.astype(np.int64), config)
+    if dist.active and split.train.shape[0] < dist.world_size:
+        raise ParameterError(f"data: {split.train.shape[0]} training text(s) for {dist.world_size} processes; each "
+                             f"process needs at least one: use --nproc {split.train.shape[0]} or fewer, or more "
+                             "labelled rows")
     table = torch.from_numpy(np.array(m.vectors[rows], dtype=np.float32))
     n_classes = len(data.classes)
     report = Reporter(progress, cancel)
@@ -364,7 +421,7 @@ def _train(m: EmbeddingMatrix, data: LabelledData, config: ClassifyConfig, devic
     report(0.0, "training the frozen baseline")
     base_fit = _fit(baseline, split, config, device, freeze_epochs=config.epochs,
                     gen=np.random.default_rng(config.seed), monitor=None, report=report, watch=None,
-                    frac0=0.0, frac1=base_share, clip_log=None)
+                    frac0=0.0, frac1=base_share, clip_log=None, dist=dist)
     _, base_pred = _evaluate(baseline, split, split.val, device)
     base_report = _report(split.y[split.val], base_pred, data.classes)
     del baseline
@@ -373,13 +430,13 @@ def _train(m: EmbeddingMatrix, data: LabelledData, config: ClassifyConfig, devic
     model = _BagClassifier(table.clone(), n_classes).to(device.torch_device)
     monitor = Monitor(steps_per_epoch * config.epochs, config.epochs, progress, cancel, on_update)
     items = watch_items if watch_items is not None else default_watch(m, data.ids, config.watch_size)
-    watch = Watch(m, items, rows, k=config.neighbours)
+    watch = Watch(m, items if dist.is_main else [], rows, k=config.neighbours)
     watch.snapshot(0, table.numpy())
     monitor.start(f"fine-tuning {rows.shape[0]:,} rows on {split.train.shape[0]:,} texts ({device.name})")
     clip_log: list[tuple[int, float, float]] = []
     fit = _fit(model, split, config, device, freeze_epochs=config.freeze_epochs,
                gen=np.random.default_rng(config.seed), monitor=monitor, report=report, watch=watch,
-               frac0=base_share, frac1=1.0, clip_log=clip_log)
+               frac0=base_share, frac1=1.0, clip_log=clip_log, dist=dist)
     _, pred = _evaluate(model, split, split.val, device)
     tuned_report = _report(split.y[split.val], pred, data.classes)
 
@@ -400,10 +457,15 @@ def _train(m: EmbeddingMatrix, data: LabelledData, config: ClassifyConfig, devic
         "param_groups": {"embedding": config.lr_embedding, "head": config.lr_head},
     }
     tokens_seen = int(np.diff(data.offsets)[split.train].sum()) * fit["epochs_run"]
+    elapsed = monitor.elapsed
+    per_rank = dist.gather([monitor.tokens, elapsed], device.torch_device)
+    distributed = {**dist.to_json(), "sync": "gradient all-reduce" if dist.active else None,
+                   "ranks": [{"rank": i, "tokens": int(r[0]), "seconds": round(r[1], 3),
+                              "tokens_per_s": r[0] / r[1] if r[1] > 0 else None} for i, r in enumerate(per_rank)]}
     return TrainResult("classify", rows.astype(np.int64), vectors, device.name,
                        str(device.autocast_dtype).removeprefix("torch.") if device.autocast_dtype else None,
                        monitor.step_no, fit["epochs_run"], tokens_seen, time.perf_counter() - t0, curves,
-                       monitor.epoch_stats, watch.to_json(), metrics)
+                       monitor.epoch_stats, watch.to_json(), metrics, distributed)
 
 
 __all__ = ["ClassifyConfig", "LabelledData", "prepare", "train_classifier"]

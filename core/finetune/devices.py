@@ -58,11 +58,12 @@ def _mps_available() -> bool:
     return bool(mps is not None and mps.is_available())
 
 
-def choose_device(prefer: str = "auto") -> Device:
+def choose_device(prefer: str = "auto", local_rank: int | None = None) -> Device:
     """The device to run on: CUDA when present, then MPS, then the CPU.
 
     Args:
         prefer: "auto" (the order above), or "cuda"/"mps"/"cpu" to insist on one.
+        local_rank: in a distributed run, this rank's index on its machine: CUDA rank ``i`` takes GPU ``i``.
 
     Raises:
         ParameterError: ``prefer`` is not one of :data:`DEVICE_CHOICES`, or names a device this machine lacks.
@@ -70,6 +71,8 @@ def choose_device(prefer: str = "auto") -> Device:
     if prefer not in DEVICE_CHOICES:
         raise ParameterError(f"device={prefer!r}: must be one of {', '.join(DEVICE_CHOICES)}")
     if prefer in ("auto", "cuda") and torch.cuda.is_available():
+        if local_rank is not None:
+            torch.cuda.set_device(local_rank % torch.cuda.device_count())
         dev = torch.device("cuda", torch.cuda.current_device())
         name = f"{dev} ({torch.cuda.get_device_name(dev)})"
         bf16 = torch.cuda.is_bf16_supported()

@@ -35,6 +35,8 @@ from core.finetune import _config as cfg
 from core.finetune._monitor import UpdateFn
 from core.finetune.classify import ClassifyConfig, LabelledData, prepare, train_classifier
 from core.finetune.corpus import Corpus, load_corpus, read_labelled
+from core.finetune.devices import Device
+from core.finetune.distributed import Dist
 from core.finetune.sgns import SGNSConfig, TrainResult, train_sgns
 from core.matrix import EmbeddingMatrix
 from core.progress import CancelFn, ProgressFn
@@ -367,6 +369,34 @@ def finetune(m: EmbeddingMatrix, data: str | os.PathLike[str] | Corpus | Labelle
         ParameterError: a bad setting or output path; TrainingDiverged: NaN loss; Cancelled: cancelled;
         FormatError: unreadable data; OutputExistsError: ``out`` exists. In every case nothing is written.
     """
+    trained = train_run(m, data, config, out, force=force, progress=progress, cancel=cancel, on_update=on_update,
+                        runs=runs)
+    return trained.write(m, force=force)
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A finished training, not yet written: the full matrix, its run card, and where it goes."""
+
+    vectors: np.ndarray
+    card: dict[str, Any]
+    out: Path
+    sources: list[str]
+
+    def write(self, m: EmbeddingMatrix, *, force: bool = False) -> Run:
+        """Write the run folder (atomically) and return it."""
+        return load_run(write_output(m, self.vectors, self.card, self.out, force=force, sources=self.sources))
+
+
+def train_run(m: EmbeddingMatrix, data: str | os.PathLike[str] | Corpus | LabelledData, config: Config,
+              out: str | os.PathLike[str] | None = None, *, force: bool = False, progress: ProgressFn | None = None,
+              cancel: CancelFn | None = None, on_update: UpdateFn | None = None,
+              runs: str | os.PathLike[str] | None = None, dist: Dist | None = None,
+              device: Device | None = None) -> Trained:
+    """Everything :func:`finetune` does except writing: checks, training and the run card.
+
+    A distributed rank calls this with its ``dist`` (every rank the same ``out``); rank 0 then writes.
+    """
     if not isinstance(config, (SGNSConfig, ClassifyConfig)):
         raise ParameterError(f"config: expected SGNSConfig or ClassifyConfig, got {type(config).__name__}")
     config.validate()
@@ -382,7 +412,8 @@ def finetune(m: EmbeddingMatrix, data: str | os.PathLike[str] | Corpus | Labelle
             raise ParameterError("data: SGNS needs a corpus, not labelled data")
         corpus = data if isinstance(data, Corpus) else read_data(m, data, config)
         assert isinstance(corpus, Corpus)
-        result: TrainResult = train_sgns(m, corpus, config, progress=progress, cancel=cancel, on_update=on_update)
+        result: TrainResult = train_sgns(m, corpus, config, progress=progress, cancel=cancel, on_update=on_update,
+                                         dist=dist, device=device)
         data_json = corpus.to_json()
         unknown = corpus.unknown
     else:
@@ -390,7 +421,8 @@ def finetune(m: EmbeddingMatrix, data: str | os.PathLike[str] | Corpus | Labelle
             raise ParameterError("data: classification needs labelled data (a text and a label column)")
         labelled = data if isinstance(data, LabelledData) else read_data(m, data, config)
         assert isinstance(labelled, LabelledData)
-        result = train_classifier(m, labelled, config, progress=progress, cancel=cancel, on_update=on_update)
+        result = train_classifier(m, labelled, config, progress=progress, cancel=cancel, on_update=on_update,
+                                  dist=dist, device=device)
         data_json = labelled.to_json()
         unknown = labelled.unknown
     vectors = result.apply(m)
@@ -406,6 +438,7 @@ def finetune(m: EmbeddingMatrix, data: str | os.PathLike[str] | Corpus | Labelle
         "format": CARD_FORMAT, "run_id": run_id, "objective": config.objective, "status": "completed",
         "created": created, "finished": _now(), "duration_s": round(time.perf_counter() - t0, 3),
         "device": result.device, "autocast": result.autocast, "seed": config.seed,
+        "distributed": result.distributed or {"world_size": 1, "backend": "none"},
         "config": config.to_json(),
         "source": {"path": p.path, "format": p.format, "tensor": p.tensor, "dtype": p.dtype,
                    "shape": list(m.shape), "fingerprint": m.fingerprint, "vocab_source": p.vocab_source,
@@ -419,8 +452,7 @@ def finetune(m: EmbeddingMatrix, data: str | os.PathLike[str] | Corpus | Labelle
     }
     card["grad_norm"]["of"] = ("embedding rows, sum over the step's pairs" if config.objective == "sgns"
                                else "embedding, before clipping (0 while frozen)")
-    written = write_output(m, vectors, card, out_path, force=force, sources=sources)
-    return load_run(written)
+    return Trained(vectors, card, out_path, sources)
 
 
 def safe_name(text: str) -> str:
@@ -430,4 +462,4 @@ def safe_name(text: str) -> str:
 
 __all__ = ["CARD_FORMAT", "DEFAULT_TENSOR", "OBJECTIVES", "RUNS_ENV", "RUN_FILE", "WEIGHTS_FILE", "Run",
            "config_for", "config_from_card", "default_out", "finetune", "list_runs", "load_run", "new_run_id",
-           "read_data", "runs_root", "safe_name", "write_output"]
+           "read_data", "runs_root", "safe_name", "train_run", "write_output", "Trained"]

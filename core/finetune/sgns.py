@@ -8,10 +8,12 @@ The objective and its schedule follow word2vec/gensim: subsampling of frequent t
 (each centre draws its window from 1..``window``), negatives drawn from the corpus unigram distribution to
 the 0.75 power, and a learning rate that decays linearly to ``min_lr``.
 
-Only rows of tokens that occur in the corpus are trained: they are gathered into a small table, pairs are
-processed in batches with hand-written gradients, and updates go in with ``index_add_`` on the touched rows
-only. Every other row of the matrix is never copied into the training table, so it comes out bit for bit
-as it went in.
+Only rows of tokens that occur in the corpus are trained: they are gathered into a small table. On a CPU,
+word2vec's own per-pair loop, compiled (:mod:`core.finetune._sgns_kernel`), updates the touched rows in
+place; on a GPU, pairs are processed in batches with hand-written gradients under autocast, and updates
+go in with ``index_add_`` on the touched rows only. Several processes train shares of the corpus and add
+up their changes (:mod:`core.finetune.distributed`). Every other row of the matrix is never copied into
+the training table, so it comes out bit for bit as it went in.
 
     >>> from core.finetune import sgns, corpus
     >>> c = corpus.load_corpus(m, "finance.txt")
@@ -37,6 +39,7 @@ from core.finetune import _config as cfg
 from core.finetune._monitor import Monitor, UpdateFn, Watch, check_ids, default_watch, resolve_watch
 from core.finetune.corpus import UNKNOWN_POLICIES, Corpus
 from core.finetune.devices import DEVICE_CHOICES, Device, choose_device
+from core.finetune.distributed import SINGLE, SYNCS_PER_EPOCH, Dist, shard_bounds
 from core.matrix import EmbeddingMatrix
 from core.progress import CancelFn, ProgressFn
 
@@ -47,6 +50,8 @@ _CHUNK_TOKENS = 1 << 18
 # Negative-sampling table: entries per vocabulary row, bounded; small enough to stay in cache (random reads
 # from a large table cost more than the draw itself).
 _NEG_PER_ROW, _NEG_MIN, _NEG_MAX = 64, 1 << 16, 1 << 24
+# Pairs per step of the compiled CPU loop (see _auto_batch).
+_CPU_BATCH = 4096
 
 
 @dataclass
@@ -64,8 +69,8 @@ class SGNSConfig:
     subsample: float = cfg.opt(1e-3, "down-sample tokens more frequent than this share of the corpus "
                                      "(0 turns it off)")
     min_count: int = cfg.opt(1, "train only tokens that occur at least this often in the corpus")
-    batch_size: int = cfg.opt(0, "(centre, context) pairs per step; 0 picks by dim and device (1024 for 100 "
-                                 "dims on a CPU, 256 for 384; 32× more on a GPU)")
+    batch_size: int = cfg.opt(0, "(centre, context) pairs per step; 0 picks by device (4096 on a CPU, where "
+                                 "pairs are applied one by one; on a GPU 32768 for 100 dims, 8192 for 384)")
     context: str = cfg.opt("tied", "context vectors: 'tied' (the matrix itself, one table for both roles), "
                                    "a 'copy' of the matrix trained apart, or small 'random' values")
     unknown: str = cfg.opt("skip", "corpus pieces the vocabulary lacks: 'skip' them or map them to the "
@@ -125,6 +130,7 @@ class TrainResult:
         epochs: per-epoch numbers (mean loss, validation scores, ...).
         watch: the watch list (cosine to the start and neighbours per epoch).
         metrics: objective-specific results.
+        distributed: world size, backend, how ranks agreed, and each rank's tokens and tokens/s.
     """
 
     objective: str
@@ -140,6 +146,7 @@ class TrainResult:
     epochs: list[dict[str, Any]]
     watch: dict[str, Any]
     metrics: dict[str, Any]
+    distributed: dict[str, Any] | None = None
 
     def apply(self, m: EmbeddingMatrix) -> np.ndarray:
         """A float32 copy of ``m.vectors`` with the trained rows replaced."""
@@ -162,10 +169,15 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _auto_batch(dim: int, negatives: int, device: Device) -> int:
-    """Pairs per step: on a CPU, enough that a step's B × (K + 1) × dim intermediates stay near 2 MiB
-    (cache-sized: larger batches are memory-bound and slower per pair); on a GPU, 32 times more."""
-    target = (1 << 19) * (1 if device.kind == "cpu" else 32)
+def _auto_batch(dim: int, negatives: int, device: Device, pairs_per_epoch: float) -> int:
+    """Pairs per step. On a CPU the compiled loop applies pairs one by one, so a step only needs to be long
+    enough to hide the per-step overhead (negative draws, bookkeeping), and short enough that an epoch has
+    at least 32 steps (the learning-rate schedule and the loss curve need them). Elsewhere, enough that a
+    step's B × (K + 1) × dim intermediates stay near 64 MiB."""
+    if device.kind == "cpu":
+        b = max(pairs_per_epoch / 32, 64.0)
+        return int(min(2 ** math.floor(math.log2(b)), _CPU_BATCH))
+    target = (1 << 19) * 32
     b = target / ((negatives + 1) * dim)
     return int(min(max(2 ** round(math.log2(max(b, 1.0))), 64), 1 << 17))
 
@@ -273,7 +285,8 @@ class _Step:
 
 def train_sgns(m: EmbeddingMatrix, corpus: Corpus, config: SGNSConfig | None = None, *,
                progress: ProgressFn | None = None, cancel: CancelFn | None = None,
-               on_update: UpdateFn | None = None) -> TrainResult:
+               on_update: UpdateFn | None = None, dist: Dist | None = None,
+               device: Device | None = None) -> TrainResult:
     """Continue skip-gram training of ``m`` on ``corpus``; returns the trained rows (``m`` is not changed).
 
     Args:
@@ -281,23 +294,28 @@ def train_sgns(m: EmbeddingMatrix, corpus: Corpus, config: SGNSConfig | None = N
         corpus: the tokenised corpus (:func:`core.finetune.corpus.load_corpus`), tokenised with ``m``.
         config: the settings (validated here first).
         progress, cancel: see :mod:`core.progress`; ``on_update`` receives :class:`TrainingUpdate` objects.
+        dist: this rank's place in a distributed run (:mod:`core.finetune.distributed`); every rank passes
+            the whole corpus and trains on its share of the documents. Default: one process.
+        device: the device chosen for this rank (default: :func:`choose_device` of ``config.device``).
 
     Raises:
-        ParameterError: a bad setting (naming it), or no token left after ``min_count``.
+        ParameterError: a bad setting (naming it), no token left after ``min_count``, or fewer documents
+            than ranks.
         TrainingDiverged: the loss became NaN or infinite (the step is in the message).
         Cancelled: through ``cancel``.
     """
     config = config or SGNSConfig()
     config.validate()
     check_ids(m, corpus.ids, "corpus")
-    device = choose_device(config.device)
+    device = device or choose_device(config.device)
     watch_items = resolve_watch(m, config.watch) if config.watch else None
     with torch_threads(config.threads):
-        return _train(m, corpus, config, device, watch_items, progress, cancel, on_update)
+        return _train(m, corpus, config, device, watch_items, progress, cancel, on_update, dist or SINGLE)
 
 
 def _train(m: EmbeddingMatrix, corpus: Corpus, config: SGNSConfig, device: Device, watch_items: Any,
-           progress: ProgressFn | None, cancel: CancelFn | None, on_update: UpdateFn | None) -> TrainResult:
+           progress: ProgressFn | None, cancel: CancelFn | None, on_update: UpdateFn | None,
+           dist: Dist) -> TrainResult:
     t_start = time.perf_counter()
     rows_all, inv = np.unique(corpus.ids, return_inverse=True)
     counts_all = np.bincount(inv, minlength=rows_all.shape[0])
@@ -311,36 +329,67 @@ def _train(m: EmbeddingMatrix, corpus: Corpus, config: SGNSConfig, device: Devic
     remap = np.cumsum(frequent) - 1
     tok_np = remap[inv[keep_pos]].astype(np.int64)
     doc_np = doc_of[keep_pos]
+    # Every rank builds the same table, counts and sampling tables from the whole corpus, then trains on
+    # its own share of the documents.
     counts = counts_all[frequent]
+    if dist.active:
+        n_docs = int(np.unique(doc_np).shape[0])
+        lo, hi = shard_bounds(doc_np, n_docs, dist.world_size)[dist.rank]
+        tok_np, doc_np = tok_np[lo:hi], doc_np[lo:hi]
     n_tok, dim = int(tok_np.shape[0]), m.dim
 
     dev = device.torch_device
-    gen = device.generator(config.seed)
+    # Ranks draw different pairs and negatives; rank 0 draws what a single process would.
+    seed = int(config.seed) + 7919 * dist.rank
+    gen = device.generator(seed)
     cpu_gen = torch.Generator().manual_seed(int(config.seed))
-    batch = config.batch_size or _auto_batch(dim, config.negatives, device)
-    w_in = torch.from_numpy(np.array(m.vectors[rows], dtype=np.float32)).to(dev)
+    # Both tables live in one buffer, so a distributed sync is one collective call.
+    start_rows = torch.from_numpy(np.array(m.vectors[rows], dtype=np.float32))
     if config.context == "tied":
-        w_out = w_in
+        both = start_rows.unsqueeze(0)
     elif config.context == "copy":
-        w_out = w_in.clone()
+        both = torch.stack([start_rows, start_rows])
     else:
-        w_out = ((torch.rand(rows.shape[0], dim, generator=cpu_gen) - 0.5) / dim).to(dev)
+        both = torch.stack([start_rows, (torch.rand(rows.shape[0], dim, generator=cpu_gen) - 0.5) / dim])
+    both = both.to(dev).contiguous()
+    w_in, w_out = both[0], both[-1]
     keep_p_np = _keep_probability(counts, config.subsample)
     keep_p = torch.from_numpy(keep_p_np).to(dev)
     table_size = int(np.clip(_NEG_PER_ROW * rows.shape[0], _NEG_MIN, _NEG_MAX))
     neg_table = torch.from_numpy(_negative_table(counts, table_size)).to(dev)
     tok = torch.from_numpy(tok_np).to(dev)
     doc = torch.from_numpy(doc_np).to(dev)
-    step_fn = _Step(w_in, w_out, config.context == "tied", batch, config.negatives, device)
 
-    # Expected steps, for the progress bar: kept tokens × (window + 1) pairs each, per epoch.
+    # Expected pairs per epoch: kept tokens × (window + 1); the progress bar and the CPU batch follow it.
     kept = float((keep_p_np[tok_np]).sum())
-    per_epoch = max(1, math.ceil(kept * (config.window + 1) / batch))
+    pairs_expected = kept * (config.window + 1)
+    batch = config.batch_size or _auto_batch(dim, config.negatives, device, pairs_expected)
+    step_fn: Any
+    if device.kind == "cpu":
+        from core.finetune._sgns_kernel import CompiledStep  # numba: imported only when a CPU run needs it
+
+        step_fn = CompiledStep(w_in, w_out)
+    else:
+        step_fn = _Step(w_in, w_out, config.context == "tied", batch, config.negatives, device)
+    per_epoch = max(1, math.ceil(pairs_expected / batch))
     monitor = Monitor(per_epoch * config.epochs, config.epochs, progress, cancel, on_update)
     items = watch_items if watch_items is not None else default_watch(m, corpus.ids, config.watch_size)
-    watch = Watch(m, items, rows, k=config.neighbours)
+    watch = Watch(m, items if dist.is_main else [], rows, k=config.neighbours)
     watch.snapshot(0, w_in.cpu().numpy())
-    monitor.start(f"training {rows.shape[0]:,} rows on {n_tok:,} tokens × {config.epochs} epochs ({device.name})")
+    where = device.name if not dist.active else f"{dist.world_size} processes, {dist.backend}, {device.name}"
+    monitor.start(f"training {rows.shape[0]:,} rows on {n_tok:,} tokens × {config.epochs} epochs ({where})")
+    cpu0 = time.process_time()
+
+    # Tables as of the last sync: each rank sends what it changed since then, and every rank adds up all
+    # the changes (averaging whole tables would halve the step of every row that only one rank touched).
+    synced_at = both.clone() if dist.active else both
+
+    def sync() -> None:
+        dist.fault_point()
+        both.sub_(synced_at)
+        dist.sum_(both)
+        both.add_(synced_at)
+        synced_at.copy_(both)
 
     lr0, lr1 = config.lr, config.min_lr
     chunk_starts = _chunk_bounds(doc_np, _CHUNK_TOKENS)
@@ -349,6 +398,7 @@ def _train(m: EmbeddingMatrix, corpus: Corpus, config: SGNSConfig, device: Devic
     lr = lr0
     for epoch in range(1, config.epochs + 1):
         pairs_epoch = 0
+        synced = 0
         for a, b in chunk_starts:
             c, x, kept_n = _pairs(tok[a:b], doc[a:b], keep_p, config.window, gen)
             tokens_kept_total += kept_n
@@ -361,7 +411,7 @@ def _train(m: EmbeddingMatrix, corpus: Corpus, config: SGNSConfig, device: Devic
             n_batches = math.ceil(n_pairs / batch)
             for j in range(n_batches):
                 i = j * batch
-                within = (a + chunk_tokens * (j + 1) / n_batches) / n_tok
+                within = (a + chunk_tokens * (j + 1) / n_batches) / max(1, n_tok)
                 done = min((epoch - 1 + within) / config.epochs, epoch / config.epochs)
                 lr = lr0 - (lr0 - lr1) * done
                 cb = c[i:i + batch]
@@ -371,11 +421,23 @@ def _train(m: EmbeddingMatrix, corpus: Corpus, config: SGNSConfig, device: Devic
                 loss, gnorm = step_fn(cb, targets, lr)
                 tokens = round(chunk_tokens * (j + 1) / n_batches) - round(chunk_tokens * j / n_batches)
                 monitor.step(loss, gnorm, tokens, epoch, done)
+                # the same number of syncs on every rank, at the same shares of each rank's epoch
+                while dist.active and synced < SYNCS_PER_EPOCH - 1 and within >= (synced + 1) / SYNCS_PER_EPOCH:
+                    sync()
+                    synced += 1
             pairs_total += n_pairs
+        while dist.active and synced < SYNCS_PER_EPOCH:
+            sync()
+            synced += 1
         snap = watch.snapshot(epoch, w_in.cpu().numpy())
-        monitor.end_epoch(epoch, {"pairs": pairs_epoch, "lr": round(lr, 8),
-                                  "watch_cosine": {r["token"]: r["cosine_to_start"] for r in snap}},
-                          epoch / config.epochs)
+        stats: dict[str, Any] = {"pairs": pairs_epoch, "lr": round(lr, 8),
+                                 "watch_cosine": {r["token"]: r["cosine_to_start"] for r in snap}}
+        if dist.active:
+            local = monitor.epoch_loss(epoch)
+            rank_losses = [r[0] for r in dist.gather([local if local is not None else math.nan], dev)]
+            stats["loss"] = float(np.mean(rank_losses))
+            stats["rank_losses"] = rank_losses
+        monitor.end_epoch(epoch, stats, epoch / config.epochs)
 
     vectors = w_in.detach().cpu().numpy().astype(np.float32, copy=False)
     curves = monitor.curves()
@@ -385,6 +447,7 @@ def _train(m: EmbeddingMatrix, corpus: Corpus, config: SGNSConfig, device: Devic
     cos = np.einsum("ij,ij->i", vectors, start_vec) / np.maximum(
         np.linalg.norm(vectors, axis=1) * np.linalg.norm(start_vec, axis=1), 1e-12)
     ep = monitor.epoch_stats
+    elapsed = monitor.elapsed
     metrics = {
         "first_epoch_loss": ep[0]["loss"] if ep else None, "final_epoch_loss": ep[-1]["loss"] if ep else None,
         "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
@@ -395,11 +458,23 @@ def _train(m: EmbeddingMatrix, corpus: Corpus, config: SGNSConfig, device: Devic
         "batch_size": batch,
     }
     duration = time.perf_counter() - t_start
-    metrics["tokens_per_s"] = n_tok * config.epochs / monitor.elapsed if monitor.elapsed > 0 else None
+    metrics["tokens_per_s"] = n_tok * config.epochs / elapsed if elapsed > 0 else None
+    cpu_s = time.process_time() - cpu0
+    per_rank = dist.gather([n_tok * config.epochs, elapsed, pairs_total, cpu_s], dev)
+    tokens_seen = int(sum(r[0] for r in per_rank))
+    distributed = {**dist.to_json(), "syncs_per_epoch": SYNCS_PER_EPOCH if dist.active else 0,
+                   "sync": "summed row changes" if dist.active else None,
+                   "ranks": [{"rank": i, "tokens": int(r[0]), "seconds": round(r[1], 3), "pairs": int(r[2]),
+                              "tokens_per_s": r[0] / r[1] if r[1] > 0 else None, "cpu_seconds": round(r[3], 3)}
+                             for i, r in enumerate(per_rank)]}
+    if dist.active:
+        slowest = max(r[1] for r in per_rank)
+        metrics["tokens_per_s"] = tokens_seen / slowest if slowest > 0 else None
+        metrics["pairs"] = int(sum(r[2] for r in per_rank))
     return TrainResult("sgns", rows.astype(np.int64), vectors, device.name,
                        str(device.autocast_dtype).removeprefix("torch.") if device.autocast_dtype else None,
-                       monitor.step_no, config.epochs, n_tok * config.epochs, duration, curves, ep,
-                       watch.to_json(), metrics)
+                       monitor.step_no, config.epochs, tokens_seen, duration, curves, ep,
+                       watch.to_json(), metrics, distributed)
 
 
 def _chunk_bounds(doc: np.ndarray, size: int) -> list[tuple[int, int]]:

@@ -16,6 +16,7 @@ from core import finetune as ft
 from core._io import save_uploads
 from core.access import check_allowed
 from core.errors import Cancelled
+from core.finetune.distributed import launch, processes_offered
 from core.finetune.runs import new_run_id, safe_name
 from dashboard import cached, state
 from dashboard.ui import current_matrix, shown_errors
@@ -204,6 +205,13 @@ with new_tab:
     name = o1.text_input("Run name", key="finetune.name", help=f"a new folder of this name is written under {root}")
     force = o2.checkbox("Replace an earlier run of that name", key="finetune.force")
     out = root / safe_name(name)
+    offered = processes_offered(str(values.get("device", "auto")))
+    processes = 1
+    if offered > 1 and m.provenance.path:
+        processes = int(st.number_input(
+            "processes", min_value=1, max_value=offered, value=1, step=1, key="finetune.processes",
+            help="train on several processes (torch.distributed: one per GPU, or per CPU core); each takes a "
+                 "share of the data"))
 
     s1, s2, _ = st.columns([1, 1, 4])
     start = s1.button("Start", key="finetune.start", type="primary", disabled=not data_path)
@@ -234,8 +242,15 @@ with new_tab:
                 config.validate()
                 if not trusted:
                     data_path = str(check_allowed(data_path))
-                run = ft.finetune(m, data_path, config, out, force=force, progress=_progress,
-                                  cancel=lambda: bool(st.session_state.get(CANCEL)), on_update=_on_update)
+                stop = lambda: bool(st.session_state.get(CANCEL))  # noqa: E731
+                if processes > 1:
+                    # the ranks open the matrix themselves, from where this one came
+                    run = ft.load_run(launch(str(m.provenance.path), data_path, config, out, processes,
+                                             tensor=m.provenance.tensor, force=force, progress=_progress,
+                                             cancel=stop))
+                else:
+                    run = ft.finetune(m, data_path, config, out, force=force, progress=_progress, cancel=stop,
+                                      on_update=_on_update)
                 bar.progress(1.0, text=f"done in {run.card['duration_s']:.1f} s")
                 st.session_state[LAST] = str(run.path)
                 st.session_state["finetune.fresh_name"] = True
