@@ -1,4 +1,5 @@
-# Embedscope: `make run` opens the dashboard on the bundled demo; `make test` runs the whole suite.
+# Embedscope: `make run` opens the dashboard on the bundled demo; `make test` runs the suite (`make test-all`
+# adds the slow tests).
 # Both create .venv on first use. torch is pinned to the CPU build that these machines carry, through
 # constraints.txt: the package asks for torch>=2.4 and every pip install here adds the exact pin.
 
@@ -37,7 +38,12 @@ install-dev: $(VENV)/.installed-dev
 run: install
 	$(BIN)/streamlit run dashboard/app.py --server.port $(PORT)
 
+# The default suite leaves out the tests marked slow (large generated matrices, multi-minute runs); the
+# nightly target runs them too.
 test: install-dev
+	$(BIN)/python -m pytest -q -m "not gpu and not slow" --ignore=tests/e2e
+
+test-all: install-dev
 	$(BIN)/python -m pytest -q -m "not gpu" --ignore=tests/e2e
 
 # A real browser: Debian's chromium (Playwright's own browser download does not work offline).
