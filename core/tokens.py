@@ -1,7 +1,8 @@
 """Text → pieces → ids: the tokenizer side of a lookup.
 
-Two tokenizers cover every matrix we open: :class:`HFTokenizer` wraps a Hugging Face ``tokenizers``
-tokenizer read from local files (WordPiece, byte-level BPE with ``Ġ``, SentencePiece with ``▁``), and
+Three tokenizers cover every matrix we open: :class:`HFTokenizer` wraps a Hugging Face ``tokenizers``
+tokenizer read from local files (WordPiece, byte-level BPE with ``Ġ``, SentencePiece with ``▁``),
+:class:`SentencePieceTokenizer` encodes with a SentencePiece ``tokenizer.model`` itself, and
 :class:`WordTokenizer` splits on whitespace and looks words up in a plain vocabulary (word2vec, GloVe,
 Paddle vocabularies). :func:`token_kinds` labels every vocabulary entry with its kind.
 """
@@ -15,8 +16,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from core.errors import FormatError
+from core.errors import FormatError, ParameterError
 
 #: The kinds a vocabulary entry can have, in the order the UI lists them.
 KINDS = ("special", "word", "subword", "number", "punctuation", "cjk", "other", "unassigned")
@@ -144,6 +146,7 @@ class HFTokenizer(Tokenizer):
         return None
 
     def encode(self, text: str, special: bool = False) -> list[Piece]:
+        _check_text(text)
         enc = self._tok.encode(text, add_special_tokens=special)
         unk = self._unk
         pieces = []
@@ -174,6 +177,143 @@ class HFTokenizer(Tokenizer):
     def save(self, path: Path) -> None:
         """Write the whole tokenizer as one ``tokenizer.json``, which :meth:`from_folder` reads back."""
         self._tok.save(str(path))
+
+
+class SentencePieceTokenizer(Tokenizer):
+    """A SentencePiece ``tokenizer.model`` encoded by the ``sentencepiece`` library, as the model was trained.
+
+    SentencePiece pieces carry their own word-start marker (``▁world``), so splitting on whitespace and
+    looking words up would pick the wrong rows: the library's own segmentation gives the model's ids.
+    The file is data (a protobuf); nothing in it is executed.
+
+    Special tokens are the control pieces (``<s>``, ``</s>``, ``[INST]``...), the user-defined pieces and
+    the unknown piece, which is how Hugging Face's conversions of these files declare them.
+    """
+
+    scheme = "sentencepiece"
+
+    def __init__(self, processor: object, source: str = "tokenizer.model",
+                 user_defined: frozenset[int] = frozenset()) -> None:
+        import sentencepiece as spm
+
+        assert isinstance(processor, spm.SentencePieceProcessor)
+        self._sp = processor
+        self.source = source
+        self._vocab: dict[str, int] | None = None
+        n = processor.get_piece_size()
+        self._special_ids = frozenset(i for i in range(n) if processor.is_control(i) or processor.is_unknown(i)
+                                      or i in user_defined)
+        self._special = frozenset(processor.id_to_piece(i) for i in self._special_ids)
+        unk = processor.unk_id()
+        self._unk = processor.id_to_piece(unk) if 0 <= unk < n else None
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str = "tokenizer.model",
+                   user_defined: frozenset[int] = frozenset()) -> SentencePieceTokenizer:
+        """A tokenizer from the bytes of a ``.model`` file.
+
+        Args:
+            user_defined: ids of the file's user-defined pieces (the library does not tell them apart).
+
+        Raises:
+            FormatError: the sentencepiece library is missing or refuses the file.
+        """
+        try:
+            import sentencepiece as spm
+        except ImportError as err:
+            raise FormatError(f"{source}: reading a SentencePiece model needs the sentencepiece package "
+                              "(pip install sentencepiece)") from err
+        try:
+            proc = spm.SentencePieceProcessor(model_proto=data)
+        except (RuntimeError, OSError, ValueError) as err:
+            raise FormatError(f"{source}: sentencepiece could not load the model ({err}); "
+                              "pass vocab= to use a plain vocabulary instead") from err
+        return cls(proc, source, user_defined)
+
+    def encode(self, text: str, special: bool = False) -> list[Piece]:
+        sp = self._sp
+        _check_text(text)
+        res = _encode_proto(sp, text)
+        # SentencePiece spans are byte offsets into the UTF-8 text; pieces want character offsets.
+        char_at = _byte_to_char(text)
+        pieces: list[Piece] = []
+        if special and sp.bos_id() >= 0:
+            pieces.append(Piece(sp.id_to_piece(sp.bos_id()), sp.bos_id(), 0, 0, special=True))
+        for p in res.pieces:
+            id_ = int(p.id)
+            pieces.append(Piece(str(p.piece), id_, char_at[p.begin], char_at[p.end],
+                                unknown=bool(sp.is_unknown(id_))))
+        return pieces
+
+    def vocab(self) -> dict[str, int]:
+        if self._vocab is None:
+            sp = self._sp
+            self._vocab = {sp.id_to_piece(i): i for i in range(sp.get_piece_size())}
+        return self._vocab
+
+    @property
+    def special_tokens(self) -> frozenset[str]:
+        return self._special
+
+    @property
+    def unk_token(self) -> str | None:
+        return self._unk
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text for ``ids``; special pieces are written out (``<s>``), as Hugging Face's decode does."""
+        sp = self._sp
+        n = sp.get_piece_size()
+        out: list[str] = []
+        run: list[int] = []
+
+        def flush() -> None:
+            text = str(sp.decode(run))
+            # sentencepiece drops the dummy-prefix space of every run; only the text's start has one.
+            if out and str(sp.id_to_piece(run[0])).startswith("▁") and not text.startswith(" "):
+                text = " " + text
+            out.append(text)
+            run.clear()
+
+        for i in ids:
+            i = int(i)
+            if not 0 <= i < n:
+                continue
+            if i in self._special_ids:
+                if run:
+                    flush()
+                out.append(str(sp.id_to_piece(i)))
+            else:
+                run.append(i)
+        if run:
+            flush()
+        return "".join(out)
+
+
+def _check_text(text: str) -> None:
+    """Refuse text that is not valid Unicode (a lone surrogate, e.g. undecodable bytes in a command line)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ParameterError(f"text: character {err.start} ({text[err.start]!r}) is a lone surrogate, not valid "
+                             "Unicode; pass the text as UTF-8") from err
+
+
+def _encode_proto(sp: Any, text: str) -> Any:
+    """Pieces with ids and byte spans: ``return_type='proto'`` in newer sentencepiece releases, where
+    ``out_type='immutable_proto'`` is refused; older ones only know the latter."""
+    try:
+        return sp.encode(text, return_type="proto")
+    except TypeError:
+        return sp.encode(text, out_type="immutable_proto")
+
+
+def _byte_to_char(text: str) -> list[int]:
+    """Character offset of every UTF-8 byte offset of ``text`` (and of its end)."""
+    out: list[int] = []
+    for ci, ch in enumerate(text):
+        out.extend([ci] * len(ch.encode("utf-8", "surrogatepass")))
+    out.append(len(text))
+    return out
 
 
 class WordTokenizer(Tokenizer):

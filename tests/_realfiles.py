@@ -144,3 +144,48 @@ def smollm2_hf_folder() -> Path:
     except OSError:
         shutil.rmtree(staged, ignore_errors=True)
     return folder
+
+
+def seeded_model_folder(dest: Path, rows: int, *, files: tuple[Path, ...] = (), dim: int = 16,
+                        seed: int = 0) -> Path:
+    """``dest`` holding copies of ``files`` and a seeded float32 ``model.embed_tokens.weight`` of ``rows`` × ``dim``.
+
+    Pairs a released tokenizer with a matrix of the right height, so real tokenizers can be opened as models
+    quickly (the rows are random; only the ids matter).
+    """
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        shutil.copyfile(f, dest / f.name)
+    rng = np.random.default_rng(seed)
+    save_file({"model.embed_tokens.weight": rng.standard_normal((rows, dim), dtype=np.float32)},
+              str(dest / "model.safetensors"))
+    return dest
+
+
+def tokenizer_json_from_sentencepiece(model: Path, dest: Path) -> Path:
+    """``dest``, a ``tokenizer.json`` that transformers' converter builds from a SentencePiece model.
+
+    The converter follows the model's normalizer spec and piece scores with the ``tokenizers`` library, so it
+    is an oracle independent of the ``sentencepiece`` library. Control, user-defined and unknown pieces are
+    declared special added tokens, as in Hugging Face's releases of these models.
+    """
+    from tokenizers import AddedToken
+    from transformers.convert_slow_tokenizer import SpmConverter, import_protobuf
+
+    proto = import_protobuf().ModelProto()
+    proto.ParseFromString(model.read_bytes())
+    vocab = {p.piece: i for i, p in enumerate(proto.pieces)}
+    if proto.trainer_spec.model_type == 1:  # unigram: the converter wants (piece, score) in id order
+        tok = SpmConverter.build_tokenizer_from_spm_proto(proto, [(p.piece, p.score) for p in proto.pieces],
+                                                          legacy=True)
+    else:
+        tok = SpmConverter.build_tokenizer_from_spm_proto(proto, vocab, legacy=True)
+    assert tok is not None
+    # piece types: 2 unknown, 3 control, 4 user-defined
+    special = [p.piece for p in proto.pieces if p.type in (2, 3, 4)]
+    tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in special])
+    tok.save(str(dest))
+    return dest

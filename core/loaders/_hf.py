@@ -229,12 +229,9 @@ def _vocab(folder: Path, rows: int, vocab: str | os.PathLike[str] | None, entry:
     if tok is not None:
         return vocab_from_tokenizer(tok, rows)
     if (folder / "tokenizer.model").is_file():
-        from core.loaders._sentencepiece import read_pieces
+        from core.loaders._sentencepiece import sentencepiece_vocab
 
-        pieces = read_pieces(folder / "tokenizer.model")
-        tokens = pieces[:rows] + [f"[row {i}]" for i in range(len(pieces), rows)]
-        notes = ("tokens come from tokenizer.model (SentencePiece); words are looked up as pieces",)
-        return Vocab(tokens, None, "tokenizer.model", notes, len(pieces) if len(pieces) < rows else None)
+        return sentencepiece_vocab(folder / "tokenizer.model", rows)
     if (folder / "vocab.json").is_file():  # a plain vocabulary (no merges.txt): e.g. our safetensors export
         return vocab_for(folder, rows, folder / "vocab.json", label)
     raise FormatError(f"{folder}: no tokenizer files (tokenizer.json, vocab.txt, vocab.json + merges.txt, "

@@ -152,3 +152,45 @@ def test_page_in_browser(server: str, browser: Any, path: str) -> None:
         raise
     finally:
         page.close()
+
+
+@pytest.mark.e2e
+def test_large_vocabulary_in_browser(server: str, browser: Any) -> None:
+    """Qwen3's released tokenizer (151,669 entries) beside a seeded 151,936-row matrix: open it from the
+    sidebar, then Overview and Token lookup show its rows and the ids of the tokenizers library."""
+    from tokenizers import Tokenizer
+
+    from tests import _realfiles
+
+    src = _realfiles.npm_tokenizer("qwen3")
+    folder = _realfiles.seeded_model_folder(EXPORT_DIR / "qwen3", 151936,
+                                            files=(src / "tokenizer.json", src / "tokenizer_config.json"))
+    text = "Hello world naïve café 東京"
+    want = Tokenizer.from_file(str(folder / "tokenizer.json")).encode(text, add_special_tokens=False).ids
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(server, timeout=120_000)
+        _settle(page)
+        page.get_by_text("Open another matrix").first.click()
+        box = page.get_by_label("File or folder", exact=True)
+        box.fill(str(folder))
+        box.press("Enter")
+        _settle(page)
+        # the sidebar's "Open" button, not the matrix picker's dropdown toggle
+        page.locator('[data-testid="stSidebar"] [data-testid="stButton"] button').filter(
+            has_text=re.compile(r"^Open$")).first.click()
+        _settle(page)
+        _see(page, "151,936 tokens × 16 dimensions")
+        page.get_by_role("heading", name="Overview").first.wait_for(timeout=60_000)
+        page.get_by_role("link", name="Token lookup").first.click()
+        _settle(page)
+        page.get_by_role("heading", name="Token lookup").first.wait_for(timeout=60_000)
+        _type(page, "Text", text)
+        _see(page, f"{len(want)} piece(s), 16 values each")
+        for i in want:
+            _in_table(page, str(i))
+    except Exception:
+        page.screenshot(path=str(EXPORT_DIR / "failed-large-vocabulary.png"), full_page=True)
+        raise
+    finally:
+        page.close()
