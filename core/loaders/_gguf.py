@@ -164,7 +164,8 @@ def _spm_tokenizer(g: GGUFFile, tokens: list[str], types: Sequence[int]) -> Toke
     ids = {k: int(v) for k in ("unk", "bos", "eos", "pad")
            if (v := g.field(f"tokenizer.ggml.{'unknown' if k == 'unk' else k}_token_id")) is not None}
     proto = _sentencepiece_proto(tokens, scores, types, True if space is None else bool(space), ids)
-    return SentencePieceTokenizer.from_proto(proto, "GGUF metadata (SentencePiece)")
+    user_defined = frozenset(i for i, t in enumerate(types) if t == 4)
+    return SentencePieceTokenizer.from_bytes(proto, "GGUF metadata (SentencePiece)", user_defined)
 
 
 def load_gguf(path: Path, *, tensor: str | None = None, output: bool = False,
