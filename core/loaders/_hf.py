@@ -57,6 +57,16 @@ def _read_json(path: Path) -> dict[str, object]:
     return data
 
 
+def _shard_name(name: object, index: Path) -> str:
+    """A shard named in an index: a plain file name beside it, never a path that could leave the folder."""
+    text = str(name)
+    if (not isinstance(name, str) or not text or text in {".", ".."} or "/" in text or "\\" in text
+            or "\0" in text or Path(text).is_absolute()):
+        raise FormatError(f"{index}: weight_map names the shard {text[:200]!r}; shards must be plain file names "
+                          "in the index's folder")
+    return text
+
+
 def _weight_files(path: Path) -> tuple[Path, list[Path], str]:
     """(folder, weight files, format) for a model folder or one of its files."""
     if path.is_file():
@@ -67,7 +77,7 @@ def _weight_files(path: Path) -> tuple[Path, list[Path], str]:
             wm = index.get("weight_map")
             if not isinstance(wm, dict):
                 raise FormatError(f"{path}: has no weight_map; expected a sharded-checkpoint index")
-            files = sorted({folder / str(f) for f in wm.values()})
+            files = sorted({folder / _shard_name(f, path) for f in wm.values()})
             missing = [f.name for f in files if not f.is_file()]
             if missing:
                 raise FormatError(f"{path}: names shards that are missing: {', '.join(missing[:5])}")
