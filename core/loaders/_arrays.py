@@ -28,6 +28,11 @@ def _vocab(folder: Path, rows: int, vocab: str | os.PathLike[str] | None, label:
     return vocab_for(folder, rows, vocab, label)
 
 
+def _read(vocab: str | os.PathLike[str] | None) -> dict[str, object]:
+    """Provenance's record of an explicit vocabulary file: a source too, which exports never overwrite."""
+    return {} if vocab is None or os.fspath(vocab) == "rows" else {"read": (os.fspath(vocab),)}
+
+
 def _choose_key(arrays: dict[str, np.ndarray], tensor: str | None, path: Path) -> str:
     two_d = [k for k, v in arrays.items() if v.ndim == 2]
     if tensor is not None:
@@ -58,7 +63,7 @@ def load_pdparams_matrix(path: Path, tensor: str | None = None,
     prov = Provenance(format="pdparams", path=str(path), tensor=key, dtype=str(a.dtype),
                       file_bytes=path.stat().st_size, vocab_source=v.source,
                       candidates=tuple(k for k, x in arrays.items() if x.ndim == 2), notes=v.notes,
-                      key=source_key([path], "pdparams", key, str(vocab)))
+                      key=source_key([path], "pdparams", key, str(vocab)), extra=_read(vocab))
     return EmbeddingMatrix(_float32(a), v.tokens, tokenizer=v.tokenizer, provenance=prov,
                            unassigned_from=v.unassigned_from)
 
@@ -100,6 +105,7 @@ def load_npy(path: Path, vocab: str | os.PathLike[str] | None = None) -> Embeddi
         raise FormatError(f"{path}: holds {a.dtype} with shape {list(a.shape)}; expected a 2-D float matrix")
     v = _vocab(path.parent, a.shape[0], vocab, str(path))
     prov = Provenance(format="npy", path=str(path), dtype=str(a.dtype), file_bytes=path.stat().st_size,
-                      vocab_source=v.source, notes=v.notes, key=source_key([path], "npy", str(vocab)))
+                      vocab_source=v.source, notes=v.notes, key=source_key([path], "npy", str(vocab)),
+                      extra=_read(vocab))
     return EmbeddingMatrix(_float32(a), v.tokens, tokenizer=v.tokenizer, provenance=prov,
                            unassigned_from=v.unassigned_from)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.budget import check_matrix
 from core.errors import FormatError
 from core.loaders import _safetensors as st
 from core.loaders import _torch
@@ -208,6 +209,7 @@ def load_hf(path: Path, tensor: str | None = None, vocab: str | os.PathLike[str]
     if len(entry.shape) != 2:
         raise FormatError(f"{entry.file}: tensor {entry.name!r} has shape {list(entry.shape)}; an embedding "
                           "matrix is 2-D")
+    check_matrix(f"{entry.file}: tensor {entry.name!r}", entry.shape, float32_copy=entry.dtype != "float32")
     vectors = entry.read()
     rows = vectors.shape[0]
     has_output = any(_matches(n, o) for n in table for o in OUTPUT_NAMES)
@@ -224,6 +226,7 @@ def load_hf(path: Path, tensor: str | None = None, vocab: str | os.PathLike[str]
         dtype=entry.dtype, file_bytes=total_bytes(files), vocab_source=v.source, tied=tied,
         candidates=candidates(table, vsize), notes=tuple(notes) + v.notes,
         key=source_key(key_paths, "hf", entry.name, str(vocab)),
+        extra={} if vocab is None or os.fspath(vocab) == "rows" else {"read": (os.fspath(vocab),)},
     )
     return EmbeddingMatrix(vectors, v.tokens, tokenizer=v.tokenizer, provenance=prov,
                            unassigned_from=v.unassigned_from)
