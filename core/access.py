@@ -44,7 +44,9 @@ def check_allowed(path: str | os.PathLike[str], roots: Sequence[Path] | None = N
 
     Raises:
         PathNotAllowed: the resolved path is outside every root; the message names the setting.
+        ParameterError: the path holds a NUL byte.
     """
+    check_path_text(path)
     allowed = list(roots) if roots is not None else data_roots()
     resolved = Path(path).expanduser().resolve()
     for root in allowed:

@@ -53,6 +53,8 @@ def _read_json(path: Path) -> dict[str, object]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:
         raise FormatError(f"{path}: not valid JSON ({err})") from err
+    except RecursionError as err:
+        raise FormatError(f"{path}: JSON nested too deeply to read; not a config or index file") from err
     if not isinstance(data, dict):
         raise FormatError(f"{path}: expected a JSON object")
     return data
