@@ -22,22 +22,26 @@ def _race(make: object, target: Path, first: str, second: str) -> tuple[BaseExce
     opened, b_done = threading.Event(), threading.Event()
     errors: dict[str, BaseException | None] = {"a": None, "b": None}
 
-    def writer(name: str, body: str, wait: threading.Event | None, signal: threading.Event) -> None:
+    def writer(name: str, body: str, inside: threading.Event | None, wait: threading.Event | None,
+               done: threading.Event | None) -> None:
         try:
             with make(target) as tmp:  # type: ignore[operator]
                 (tmp / "data.txt" if tmp.is_dir() else tmp).write_text(body, encoding="utf-8")
-                signal.set()
+                if inside is not None:
+                    inside.set()
                 if wait is not None:
                     assert wait.wait(10)
         except BaseException as err:  # the test inspects it
             errors[name] = err
         finally:
-            signal.set()
+            for event in (inside, done):
+                if event is not None:
+                    event.set()
 
-    a = threading.Thread(target=writer, args=("a", first, b_done, opened))
+    a = threading.Thread(target=writer, args=("a", first, opened, b_done, None))
     a.start()
     assert opened.wait(10)
-    b = threading.Thread(target=writer, args=("b", second, None, b_done))
+    b = threading.Thread(target=writer, args=("b", second, None, None, b_done))  # runs to the end, then A goes on
     b.start()
     b.join(10)
     a.join(10)
