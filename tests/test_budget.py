@@ -53,8 +53,15 @@ def _reconstruct_without_enough_data(path: Path, shape: tuple[int, int], data: b
     return path
 
 
+def _safetensors_header(path: Path, shape: list[int]) -> Path:
+    raw = json.dumps({"embed_tokens.weight": {"dtype": "F32", "shape": shape, "data_offsets": [0, 0]}}).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw)
+    return path
+
+
 def _hostile_files(d: Path) -> dict[str, Path]:
     return {
+        "safetensors (10^7, 0)": _safetensors_header(d / "wide0.safetensors", [10**7, 0]),
         "npy (10^7, 0)": _npy_header(d / "wide0.npy", (10**7, 0)),
         "npy (10^8, 0)": _npy_header(d / "wide0b.npy", (10**8, 0)),
         "npy (0, 10^8)": _npy_header(d / "rows0.npy", (0, 10**8)),
@@ -72,7 +79,7 @@ import resource, sys
 import core, numpy, torch  # noqa: F401 - the server has these loaded already
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 try:
-    core.load(sys.argv[1], vocab="rows" if sys.argv[1].endswith(".pdparams") else None)
+    core.load(sys.argv[1], vocab="rows" if sys.argv[1].endswith((".pdparams", ".safetensors")) else None)
 except core.EmbedscopeError as err:
     outcome = type(err).__name__ + ": " + str(err)
 except BaseException as err:
