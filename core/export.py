@@ -170,7 +170,7 @@ def sources_of(m: EmbeddingMatrix) -> list[Path]:
     if not p:
         return []
     path = Path(p)
-    out = [path]
+    out = [path, *(Path(str(f)) for f in m.provenance.extra.get("read", ()))]  # type: ignore[attr-defined]
     folder = path if path.is_dir() else path.parent
     for name in ("tokenizer.json", "vocab.txt", "vocab.json", "metadata.tsv", "tokenizer_config.json"):
         if (folder / name).is_file():

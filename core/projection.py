@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.errors import ParameterError, TokenNotFound
+from core.errors import FormatError, ParameterError, TokenNotFound
 from core.matrix import EmbeddingMatrix
 from core.progress import CancelFn, ProgressFn, Reporter
 from core.tokens import KINDS, strip_marker
@@ -663,6 +663,13 @@ def project(m: EmbeddingMatrix, selection: Selection, config: ProjectionConfig, 
     t0 = time.perf_counter()
     report(0.0, f"{METHOD_NAMES[c.method]}: reading {len(selection):,} rows")
     x = _rows(m, selection)
+    bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+    if bad.size:  # PCA, t-SNE and UMAP all fail on them with a library's error that names no row
+        first = int(selection.indices[bad[0]])
+        raise FormatError(f"{m.provenance.path or 'the matrix'}: {bad.size:,} of the {len(selection):,} selected rows "
+                          f"hold NaN or infinite values (the first: row {first}, token "
+                          f"{m.index_to_key[first]!r}); a projection needs finite vectors, so fix those rows in "
+                          "the source file")
     notes: list[str] = []
     explained: np.ndarray | None = None
     pre: float | None = None

@@ -6,7 +6,9 @@ calls ``core``. Pages are listed here once; a page file that is not there yet is
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
@@ -15,9 +17,12 @@ ROOT = Path(__file__).resolve().parent
 if str(ROOT.parent) not in sys.path:  # `streamlit run dashboard/app.py` from a source checkout
     sys.path.insert(0, str(ROOT.parent))
 
+from core import access  # noqa: E402
 from core.errors import EmbedscopeError  # noqa: E402
 from core.loaders._hub import hub_disabled  # noqa: E402
 from dashboard import auth, cached, state  # noqa: E402
+
+_LOG = logging.getLogger("embedscope.dashboard")
 
 #: (file, title, icon, section) of every page, in menu order.
 PAGES = [
@@ -84,15 +89,41 @@ def _sidebar() -> None:
                 st.rerun()
 
 
+def _server_folders() -> list[Path]:
+    """Folders the server itself writes and may open besides the data roots: uploads, runs, the hub cache."""
+    from core.finetune.runs import runs_root
+
+    folders = [cached.upload_root(), runs_root()]
+    if not hub_disabled():
+        from huggingface_hub import constants
+
+        folders.append(Path(constants.HF_HUB_CACHE))
+    return folders
+
+
+def _guarded(step: Callable[[], None], where: str) -> None:
+    """Run one part of the page; an error we did not foresee becomes a short message, the details a log line."""
+    try:
+        step()
+    except EmbedscopeError as err:
+        st.error(str(err))
+    except Exception as err:  # the last line of defence: never a traceback on the page (st.rerun is no Exception)
+        _LOG.exception("unexpected error in %s", where)
+        st.error(f"Something went wrong in {where} ({type(err).__name__}); the details are in the server log.")
+
+
 def main() -> None:
     st.set_page_config(page_title="Embedscope", page_icon=":material/blur_on:", layout="wide")
     auth.gate()
-    _sidebar()
-    sections: dict[str, list[st.Page]] = {}
-    for file, title, icon, section in PAGES:
-        if (ROOT / file).is_file():
-            sections.setdefault(section, []).append(st.Page(str(ROOT / file), title=title, icon=icon))
-    st.navigation(sections).run()
+    # Every path opened from here on, by any page or source kind, must lie under the roots (core.access).
+    with access.confined(_server_folders()):
+        _guarded(_sidebar, "the sidebar")
+        sections: dict[str, list[st.Page]] = {}
+        for file, title, icon, section in PAGES:
+            if (ROOT / file).is_file():
+                sections.setdefault(section, []).append(st.Page(str(ROOT / file), title=title, icon=icon))
+        page = st.navigation(sections)
+        _guarded(page.run, f"the page {page.title!r}")
 
 
 main()

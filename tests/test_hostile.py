@@ -140,3 +140,193 @@ def test_truncated_pdparams_and_bin(tmp_path: Path) -> None:
     _truncate_main_file(p)
     with pytest.raises(EmbedscopeError, match="emb.pdparams"):
         core.load(p)
+
+
+# --- issue 14.6: every bad input is one of our errors (exit 2), never a traceback -------------------------------
+
+def _npy_bytes(shape: tuple[int, ...], descr: str, body: bytes) -> bytes:
+    header = repr({"descr": descr, "fortran_order": False, "shape": shape}).encode()
+    header += b" " * (63 - (len(header) + 10) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + body
+
+
+_dim = st.one_of(st.integers(0, 5), st.sampled_from([2**31, 2**32 + 1, 2**63 - 1, 2**63, 2**64, 10**7, -1]))
+
+
+@_FUZZ
+@given(st.lists(_dim, max_size=3).map(tuple), st.sampled_from(["<f4", "<f2", ">f8", "<i4", "|O", "<U3", "V8", "<c8"]),
+       st.binary(max_size=64))
+def test_fuzz_npy_headers(shape: tuple[int, ...], descr: str, body: bytes) -> None:
+    _load_bytes(_npy_bytes(shape, descr, body), "m.npy", "npy")
+
+
+class _Reduce:
+    def __init__(self, fn: object, args: tuple[object, ...], state: object = None) -> None:
+        self.fn, self.args, self.state = fn, args, state
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (self.fn, self.args) if self.state is None else (self.fn, self.args, self.state)
+
+
+def _pdparams(shape: tuple[int, ...], dtype: str, data: bytes, dtype_state: object, protocol: int) -> bytes:
+    from numpy._core.multiarray import _reconstruct
+
+    dt = _Reduce(np.dtype, (dtype, False, True), dtype_state)
+    arr = _Reduce(_reconstruct, (np.ndarray, (0,), b"b"), (1, shape, dt, False, data))
+    return pickle.dumps({"weight": arr}, protocol=protocol)
+
+
+_DTYPE_STATE = st.one_of(st.just((3, "<", None, None, None, -1, -1, 0)), st.just((3, ">", None, None, None, -1, -1, 0)),
+                         st.tuples(st.integers(-1, 4), st.sampled_from("<>|=x"), st.none(), st.none(), st.none(),
+                                   st.integers(-2, 2**40), st.integers(-2, 16), st.integers(0, 63)))
+
+
+@_FUZZ
+@given(st.lists(_dim, max_size=3).map(tuple), st.sampled_from(["f4", "f8", "f2", "i8", "O", "U2", "V4", "b1"]),
+       st.binary(max_size=64), _DTYPE_STATE, st.sampled_from([2, 4, 5]))
+def test_fuzz_pdparams_arrays(shape: tuple[int, ...], dtype: str, data: bytes, state: object, protocol: int) -> None:
+    _load_bytes(_pdparams(shape, dtype, data, state, protocol), "m.pdparams", "pdparams")
+
+
+_GOOD_PDPARAMS = pickle.dumps({"emb": {"weight": np.arange(8, dtype=np.float32).reshape(4, 2)}}, protocol=2)
+
+
+@_FUZZ
+@given(st.lists(st.tuples(st.integers(0, len(_GOOD_PDPARAMS) - 1), st.integers(0, 255)), min_size=1, max_size=4))
+def test_fuzz_pdparams_byte_flips(flips: list[tuple[int, int]]) -> None:
+    data = bytearray(_GOOD_PDPARAMS)
+    for at, value in flips:
+        data[at] = value
+    _load_bytes(bytes(data), "m.pdparams", "pdparams")
+
+
+@_FUZZ
+@given(st.dictionaries(st.text(max_size=6), st.fixed_dictionaries({
+    "dtype": st.sampled_from(["F32", "BF16", "F16", "I8", "X"]), "shape": st.lists(_dim, max_size=3),
+    "data_offsets": st.lists(st.integers(-1, 2**64), min_size=0, max_size=3)}), max_size=3), st.binary(max_size=64))
+def test_fuzz_safetensors_headers(header: dict[str, object], body: bytes) -> None:
+    import json
+    import struct
+
+    raw = json.dumps(header).encode()
+    _load_bytes(struct.pack("<Q", len(raw)) + raw + body, "m.safetensors", "huggingface")
+
+
+def _deep_json(depth: int = 100_000) -> str:
+    return "[" * depth + "]" * depth
+
+
+def _folder_with(tmp_path: Path, demo_dir: Path, name: str, text: str) -> Path:
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(demo_dir, folder)
+    (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("name", ["config.json", "tokenizer_config.json", "model.safetensors.index.json",
+                                  "vocab.json"])
+def test_deeply_nested_json_is_exit_2_without_a_traceback(name: str, tmp_path: Path, demo_dir: Path,
+                                                          capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.cli import main
+
+    monkeypatch.setenv("EMBEDSCOPE_LOG", str(tmp_path / "errors.log"))
+    folder = _folder_with(tmp_path, demo_dir, name, _deep_json())
+    args = ["info", str(folder)] + (["--vocab", str(folder / "vocab.json")] if name == "vocab.json" else [])
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "nested too deeply" in err, err
+    assert len(err.splitlines()) == 1
+
+
+def test_deeply_nested_safetensors_header(tmp_path: Path) -> None:
+    import struct
+
+    raw = _deep_json().encode()
+    p = tmp_path / "deep.safetensors"
+    p.write_bytes(struct.pack("<Q", len(raw)) + raw)
+    with pytest.raises(EmbedscopeError, match="deep.safetensors.*nested too deeply"):
+        core.load(p, vocab="rows")
+
+
+def test_nul_byte_in_a_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from core.access import check_allowed
+    from core.cli import main
+
+    for bad in ("model\0.npy", str(tmp_path / "a\0b")):
+        with pytest.raises(ParameterError, match="NUL"):
+            core.load(bad)
+        with pytest.raises(ParameterError, match="NUL"):
+            check_allowed(bad, [tmp_path])
+    np.save(tmp_path / "m.npy", np.ones((2, 2), dtype=np.float32))
+    with pytest.raises(ParameterError, match="NUL"):
+        core.load(tmp_path / "m.npy", vocab="v\0.txt")
+    assert main(["info", "x\0y"]) == 2
+    assert "NUL" in capsys.readouterr().err
+
+
+def test_compressed_torch_record_is_refused_not_read_as_garbage(tmp_path: Path) -> None:
+    import zipfile
+
+    import torch
+
+    torch.save({"model.embed_tokens.weight": torch.arange(12.0).reshape(4, 3)}, tmp_path / "ok.bin")
+    packed = tmp_path / "packed" / "pytorch_model.bin"
+    packed.parent.mkdir()
+    with zipfile.ZipFile(tmp_path / "ok.bin") as zi, zipfile.ZipFile(packed, "w", zipfile.ZIP_DEFLATED) as zo:
+        for info in zi.infolist():
+            zo.writestr(info.filename, zi.read(info.filename))
+    with pytest.raises(EmbedscopeError, match="compressed"):
+        core.load(packed.parent, vocab="rows")
+
+
+def test_terminal_escape_codes_in_tensor_names_are_printed_escaped(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from safetensors.numpy import save_file
+
+    from core.cli import main
+
+    evil = "\x1b]0;owned\x07\x1b[2J\x9b31m"
+    save_file({evil: np.ones((4, 2), dtype=np.float32), "x\x1b[8m": np.ones((4, 2), dtype=np.float32)},
+              str(tmp_path / "model.safetensors"))
+    assert main(["info", str(tmp_path), "--vocab", "rows"]) == 2
+    assert main(["info", str(tmp_path), "--vocab", "rows", "--tensor", evil]) == 0
+    captured = capsys.readouterr()
+    for stream in (captured.out, captured.err):
+        assert "\x1b" not in stream and "\x07" not in stream and "\x9b" not in stream
+    assert "\\x1b]0;owned" in captured.err
+
+
+def test_pca_of_a_matrix_with_nan_rows_names_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from core.cli import main
+
+    a = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32)
+    a[5] = np.nan
+    a[9, 1] = np.inf
+    np.save(tmp_path / "nan.npy", a)
+    assert main(["project", str(tmp_path / "nan.npy"), "--vocab", "rows", "--method", "pca",
+                 "--out", str(tmp_path / "xy.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "2 of the 40 selected rows hold NaN or infinite values" in err and "row 5" in err
+
+
+def test_an_unforeseen_error_is_one_line_and_a_log_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from core import cli
+
+    log = tmp_path / "errors.log"
+    monkeypatch.setenv("EMBEDSCOPE_LOG", str(log))
+
+    def broken(_args: object) -> int:
+        raise ZeroDivisionError("a bug we did not foresee")
+
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    info = parser._subparsers._group_actions[0].choices["info"]  # type: ignore[union-attr]
+    info.set_defaults(func=broken)
+    assert cli.main(["info", "demo"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ZeroDivisionError" in err and str(log) in err and "Traceback" not in err
+    assert "Traceback" in log.read_text(encoding="utf-8")

@@ -56,3 +56,24 @@ def test_hostile_files_show_an_error_and_the_app_keeps_serving(tmp_path: Path, c
         assert any(expected in e and path.name in e for e in errors), (name, errors)
         assert at.title[0].value == "Overview", name  # still serving the demo
     assert not canary.path.exists()
+
+
+def test_unforeseen_errors_in_the_sidebar_are_a_short_message(tmp_path: Path, demo_dir: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tokenizer_config.json nested 100,000 deep (RecursionError) and a NUL in the path: no traceback."""
+    import shutil
+
+    monkeypatch.setenv("EMBEDSCOPE_DATA_ROOTS", str(tmp_path))
+    folder = tmp_path / "model"
+    shutil.copytree(demo_dir, folder)
+    (folder / "tokenizer_config.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    for path, expected in ((str(folder), "Something went wrong"), (str(tmp_path / "a\0b"), "NUL")):
+        at.text_input(key="open.path").input(path).run()
+        at.button(key="open.go").click().run()
+        assert not at.exception, path
+        errors = [e.value for e in at.error] + [e.value for e in at.sidebar.error]
+        assert any(expected in e for e in errors), (path, errors)
+        assert all("Traceback" not in e and len(e) < 400 for e in errors)
+        assert at.title[0].value == "Overview"  # the page still renders

@@ -124,7 +124,11 @@ def load(
 
     if limit is not None and limit < 1:
         raise FormatError(f"limit={limit}: must be at least 1")
+    from core import access
+
+    access.check_path_text(source)
     path = resolve(source)
+    access.guard_source(path, vocab)  # one check for every source kind, when a server confines us
     fmt = format or detect(path)
     if fmt not in FORMATS:
         raise FormatError(f"format={fmt!r}: must be one of {', '.join(FORMATS)}")

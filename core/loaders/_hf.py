@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.budget import check_matrix
 from core.errors import FormatError
 from core.loaders import _safetensors as st
 from core.loaders import _torch
@@ -52,9 +53,21 @@ def _read_json(path: Path) -> dict[str, object]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:
         raise FormatError(f"{path}: not valid JSON ({err})") from err
+    except RecursionError as err:
+        raise FormatError(f"{path}: JSON nested too deeply to read; not a config or index file") from err
     if not isinstance(data, dict):
         raise FormatError(f"{path}: expected a JSON object")
     return data
+
+
+def _shard_name(name: object, index: Path) -> str:
+    """A shard named in an index: a plain file name beside it, never a path that could leave the folder."""
+    text = str(name)
+    if (not isinstance(name, str) or not text or text in {".", ".."} or "/" in text or "\\" in text
+            or "\0" in text or Path(text).is_absolute()):
+        raise FormatError(f"{index}: weight_map names the shard {text[:200]!r}; shards must be plain file names "
+                          "in the index's folder")
+    return text
 
 
 def _weight_files(path: Path) -> tuple[Path, list[Path], str]:
@@ -67,7 +80,7 @@ def _weight_files(path: Path) -> tuple[Path, list[Path], str]:
             wm = index.get("weight_map")
             if not isinstance(wm, dict):
                 raise FormatError(f"{path}: has no weight_map; expected a sharded-checkpoint index")
-            files = sorted({folder / str(f) for f in wm.values()})
+            files = sorted({folder / _shard_name(f, path) for f in wm.values()})
             missing = [f.name for f in files if not f.is_file()]
             if missing:
                 raise FormatError(f"{path}: names shards that are missing: {', '.join(missing[:5])}")
@@ -198,6 +211,7 @@ def load_hf(path: Path, tensor: str | None = None, vocab: str | os.PathLike[str]
     if len(entry.shape) != 2:
         raise FormatError(f"{entry.file}: tensor {entry.name!r} has shape {list(entry.shape)}; an embedding "
                           "matrix is 2-D")
+    check_matrix(f"{entry.file}: tensor {entry.name!r}", entry.shape, float32_copy=entry.dtype != "float32")
     vectors = entry.read()
     rows = vectors.shape[0]
     has_output = any(_matches(n, o) for n in table for o in OUTPUT_NAMES)
@@ -214,6 +228,7 @@ def load_hf(path: Path, tensor: str | None = None, vocab: str | os.PathLike[str]
         dtype=entry.dtype, file_bytes=total_bytes(files), vocab_source=v.source, tied=tied,
         candidates=candidates(table, vsize), notes=tuple(notes) + v.notes,
         key=source_key(key_paths, "hf", entry.name, str(vocab)),
+        extra={} if vocab is None or os.fspath(vocab) == "rows" else {"read": (os.fspath(vocab),)},
     )
     return EmbeddingMatrix(vectors, v.tokens, tokenizer=v.tokenizer, provenance=prov,
                            unassigned_from=v.unassigned_from)

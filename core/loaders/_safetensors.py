@@ -67,6 +67,9 @@ def read_header(path: Path) -> dict[str, TensorInfo]:
         header = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as err:
         raise FormatError(f"{path}: safetensors header is not valid JSON ({err})") from err
+    except RecursionError as err:
+        raise FormatError(f"{path}: safetensors header is JSON nested too deeply to read; not a safetensors "
+                          "file") from err
     if not isinstance(header, dict):
         raise FormatError(f"{path}: safetensors header must be a JSON object")
     data_start = 8 + n

@@ -24,6 +24,20 @@ def _flatten(obj: dict[object, object], prefix: str, out: dict[str, object]) -> 
             out[name] = v
 
 
+def _refuse_compressed(path: Path) -> None:
+    """torch writes every record stored; a compressed one would be read (memory-mapped) as garbage values."""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as z:
+            packed = [i.filename for i in z.infolist() if i.compress_type != zipfile.ZIP_STORED]
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+        raise FormatError(f"{path}: not a readable torch checkpoint ({type(err).__name__}: {str(err)[:200]})") from err
+    if packed:
+        raise FormatError(f"{path}: record {packed[0]!r} is compressed; torch stores records uncompressed, so "
+                          "this file was repacked (re-save it with torch.save, or convert it to safetensors)")
+
+
 def load_state_dict(path: Path) -> dict[str, object]:
     """Every tensor in a torch checkpoint, memory-mapped where the format allows.
 
@@ -33,6 +47,7 @@ def load_state_dict(path: Path) -> dict[str, object]:
     """
     import torch
 
+    _refuse_compressed(path)
     try:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -48,7 +63,7 @@ def load_state_dict(path: Path) -> dict[str, object]:
                 f"({first[:200]}); only open checkpoints you trust, or convert them to safetensors") from err
         raise FormatError(f"{path}: not a readable torch checkpoint ({first[:200]})") from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError,
-            TypeError, IndexError, KeyError) as err:
+            TypeError, IndexError, KeyError, OverflowError, MemoryError, RecursionError) as err:
         raise FormatError(f"{path}: not a readable torch checkpoint, or truncated "
                           f"({type(err).__name__}: {str(err)[:200]})") from err
     if not isinstance(obj, dict):
