@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.budget import check_matrix
 from core.errors import FormatError
 from core.loaders._common import source_key, vocab_from_tokenizer
 from core.loaders._gguf_header import GGUFFile, TensorEntry, read_gguf_header
@@ -59,6 +60,7 @@ def _dequantise(g: GGUFFile, t: TensorEntry) -> np.ndarray:
     dim, rows = t.dims  # GGUF lists the fastest-moving dimension first
     if rows < 1 or dim < 1:
         raise FormatError(f"{g.path}: tensor {t.name!r} declares {rows} × {dim}; both must be at least 1")
+    check_matrix(f"{g.path}: tensor {t.name!r}", (rows, dim))  # the header parse already checked the bytes held
     data = g.raw(t).reshape(rows, t.nbytes // rows)
     out = np.empty((rows, dim), dtype=np.float32)
     # gguf's dequantisers make several float32 temporaries per block: small chunks keep the peak near one table

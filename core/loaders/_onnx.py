@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from core import access
+from core.budget import check_matrix
 from core.errors import FormatError
 from core.loaders._common import source_key, total_bytes, vocab_for
 from core.matrix import EmbeddingMatrix, Provenance
@@ -37,7 +39,7 @@ def _external_files(path: Path, model: Any) -> list[Path]:
         if not location or Path(location).name != location or location in (".", ".."):
             raise FormatError(f"{path}: initializer {init.name!r} keeps its data at {location!r}; external data "
                               "must be a plain file name in the model's folder")
-        target = path.parent / location
+        target = access.guard(path.parent / location)
         if not target.is_file():
             raise FormatError(f"{path}: initializer {init.name!r} keeps its data in {location}, which is not in "
                               f"{path.parent}; copy the data file beside the model")
@@ -48,6 +50,11 @@ def _external_files(path: Path, model: Any) -> list[Path]:
 def _array(path: Path, init: Any) -> np.ndarray:
     from onnx import numpy_helper
 
+    dims = tuple(int(d) for d in init.dims)
+    if len(dims) == 2:
+        check_matrix(f"{path}: initializer {init.name!r}", dims)
+    elif any(d < 0 for d in dims) or (dims and int(np.prod(dims, dtype=object)) > (1 << 31)):
+        raise FormatError(f"{path}: initializer {init.name!r} declares shape {dims}")
     try:
         return np.asarray(numpy_helper.to_array(init, base_dir=str(path.parent)))
     except (ValueError, OSError, TypeError) as err:
