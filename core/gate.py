@@ -26,9 +26,11 @@ Identical matrices pass with zero drift. The thresholds are the ``[gate]`` secti
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -417,3 +419,26 @@ def gate(new: EmbeddingMatrix, baseline: EmbeddingMatrix | None = None, *, quant
     return GateReport(_provenance(new), None if baseline is None else _provenance(baseline),
                       None if quantized is None else _provenance(quantized), tuple(checks), fail_on,
                       time.perf_counter() - t0, new_audit, comparison, tuple(notes))
+
+
+def load_policy(path: str | os.PathLike[str]) -> tuple[Any, GateSettings]:
+    """The audit policy and the ``[gate]`` section of one TOML file (one file for audit and gate alike).
+
+    Raises:
+        ParameterError: unreadable, not TOML, or an unknown check, setting or bad value (naming the key).
+    """
+    import tomllib
+
+    from core.audit import Policy
+
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise ParameterError(f"policy file {p}: cannot be read ({err}); give a UTF-8 TOML file") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ParameterError(f"policy file {p}: not valid TOML ({err})") from err
+    section = data.pop("gate", {})
+    if not isinstance(section, dict):
+        raise ParameterError(f"policy file {p}: 'gate' must be a table ([gate] with settings)")
+    return Policy.from_mapping(data, str(p)), GateSettings.from_mapping(section, str(p))
