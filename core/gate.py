@@ -270,7 +270,13 @@ def _against_baseline(new: EmbeddingMatrix, old: EmbeddingMatrix, settings: Gate
     report(0.45, "comparing neighbourhoods")
     k = int(settings.get("k"))
     top_n = int(settings.get("top_n"))
-    freq = frequent_tokens(new, shared, top_n)
+    # rows holding NaN/Inf have no direction to compare (new_bad_rows reports them); the rest are compared
+    finite = np.isfinite(new.norms[rows_new]) & np.isfinite(old.norms[rows_old])
+    comparable = [t for t, ok in zip(shared, finite.tolist(), strict=True) if ok]
+    if len(comparable) < len(shared):
+        notes.append(f"{len(shared) - len(comparable):,} shared tokens have NaN/Inf rows and are left out of drift "
+                     "and Jaccard")
+    freq = frequent_tokens(new, comparable, top_n)
     comparison = compare(old, new, k=k, tokens=freq, cancel=cancel)
     summ = comparison.summary()
     if comparison.drift is not None:
@@ -292,15 +298,15 @@ def _against_baseline(new: EmbeddingMatrix, old: EmbeddingMatrix, settings: Gate
         "jaccard_frequent", f"Jaccard@{k} of the {len(freq):,} most frequent tokens",
         _status(jac, jthr["jaccard_warn"], jthr["jaccard_fail"], higher_is_worse=False), jac, jthr,
         f"mean Jaccard@{k} {jac:.4f} over {len(freq):,} tokens "
-        f"({'all shared' if len(freq) == len(shared) else 'the most frequent'})",
+        f"({'all shared' if len(freq) == len(comparable) else 'the most frequent'})",
         tuple(comparison.tokens[i] for i in worst)))
-    if len(freq) == len(shared):
+    if len(freq) == len(comparable):
         checks.append(GateCheck("jaccard_all", f"Jaccard@{k} of every token", checks[-1].status, jac, jthr,
                                 "every shared token is among the most frequent ones: the same figure",
                                 checks[-1].tokens))
     elif settings.get("all_tokens"):
         report(0.7, "neighbourhoods of every token")
-        every = compare(old, new, k=k, cancel=cancel)
+        every = compare(old, new, k=k, tokens=comparable, cancel=cancel)
         ja = float(every.jaccard.mean())
         checks.append(GateCheck("jaccard_all", f"Jaccard@{k} of every token",
                                 _status(ja, jthr["jaccard_warn"], jthr["jaccard_fail"], higher_is_worse=False), ja,

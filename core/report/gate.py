@@ -11,6 +11,9 @@ from collections.abc import Callable
 from typing import Any
 from xml.etree import ElementTree as ET
 
+import numpy as np
+
+from core.errors import EmbedscopeError
 from core.gate import GateCheck, GateReport
 
 _COLORS = {"pass": "#2e7d32", "warn": "#ef8f00", "fail": "#c62828", "n/a": "#757575"}
@@ -43,7 +46,10 @@ def _projection_svg(rep: GateReport, new: Any, baseline: Any) -> str:
     from core.charts import joint_projection_chart
     from core.compare import joint_projection
 
-    jp = joint_projection(rep.comparison, baseline, new, sample=300, top_moved=12)
+    try:
+        jp = joint_projection(rep.comparison, baseline, new, sample=300, top_moved=12)
+    except (EmbedscopeError, ValueError, np.linalg.LinAlgError) as err:  # e.g. NaN rows: no PCA to draw
+        return f"<p>No projection: {html.escape(str(err))}</p>"
     return _svg(joint_projection_chart(jp.frame, axis_titles=jp.axis_titles, title="Most moved tokens: "
                                        "baseline → new (one PCA of both)"))
 
