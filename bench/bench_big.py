@@ -36,11 +36,11 @@ def run() -> list[Result]:
                               "raw safe_open get_tensor + float()", raw["seconds"], "≥ 0.33× (within 3×)",
                               f"peak RSS +{peak_mib:.0f} MiB = {peak_mib / fp32_mib:.2f}× fp32 size (≤ 2×)"))
         import core
-        from core import audit, similarity
+        from core import audit, search
 
         m = core.load(folder)
         q = m.get_vector("tok123")
-        t = best_of(lambda: similarity.knn(m, q[None, :], 10), 3)
+        t = best_of(lambda: search.knn(m, q[None, :], 10), 3)
         results.append(Result("big", "128,256×2,048: one neighbour query (k=10)", t, target="< 0.5 s"))
         start = time.perf_counter()
         audit.audit(m)

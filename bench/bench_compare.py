@@ -12,7 +12,7 @@ import numpy as np
 import core
 from bench._harness import Result
 from core import compare as cp
-from core import similarity
+from core import search
 
 K = 10
 
@@ -44,7 +44,7 @@ def run() -> list[Result]:
     v[moved] += rng.standard_normal((moved.size, a.dim)) * 0.1
     b = a.with_vectors(v.astype(np.float32))
     a.norms, b.norms, a.fingerprint, b.fingerprint  # noqa: B018 - warm what a running app has cached
-    where = f"device: {similarity.resolve_device()}"
+    where = f"device: {search.resolve_device()}"
 
     t = time.perf_counter()
     c = cp.compare(a, b, k=K)

@@ -18,7 +18,7 @@ What is measured, per token both matrices hold (matched by token string):
   rows of the shared tokens (or of the first N of them), or the identity when no alignment is used;
 * **Jaccard@k** of the token's k nearest neighbours (cosine) in A and in B. Both searches run over the
   compared tokens only, so the two neighbour sets are drawn from the same tokens; both go through
-  :func:`core.similarity.knn`, the one batched, chunked neighbour search;
+  :func:`core.search.knn`, the one batched, chunked neighbour search;
 * **norm change**: |b| − |a| (a rotation keeps norms, so alignment does not touch it).
 
 Alignment (``align=None``, the default, decides): independently trained matrices live in unrelated
@@ -45,7 +45,7 @@ from core._io import atomic_dir
 from core.errors import ParameterError, TokenNotFound
 from core.matrix import EmbeddingMatrix
 from core.progress import CancelFn, ProgressFn, Reporter
-from core.similarity import knn
+from core.search import knn
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -509,7 +509,7 @@ def _neighbours(m: EmbeddingMatrix, rows: np.ndarray, k: int, device: str, progr
                 cancel: CancelFn | None) -> tuple[np.ndarray, np.ndarray]:
     """Each compared row's k nearest neighbours among the compared rows (itself left out), as positions.
 
-    One call of :func:`core.similarity.knn`. When every row is compared, in order, the matrix itself is the
+    One call of :func:`core.search.knn`. When every row is compared, in order, the matrix itself is the
     query batch (read block by block, no copy) and no mask is needed.
     """
     everything = rows.size == len(m) and bool(np.all(rows == np.arange(len(m))))

@@ -4,7 +4,7 @@ The numbers are gensim's, so they can be quoted next to published ones: :func:`e
 ``KeyedVectors.evaluate_word_analogies`` (same accuracy, same per-section counts, same ``restrict_vocab``
 and case-insensitive handling) and :func:`evaluate_pairs` is ``evaluate_word_pairs`` (Pearson, Spearman,
 out-of-vocabulary ratio in percent). Analogies are answered in batches through
-:func:`core.similarity.knn`, one matrix product per block of questions, instead of one search per question.
+:func:`core.search.knn`, one matrix product per block of questions, instead of one search per question.
 
     >>> import core
     >>> from core import evaluate
@@ -33,7 +33,7 @@ import numpy as np
 from core.errors import FormatError, ParameterError
 from core.matrix import EmbeddingMatrix
 from core.progress import CancelFn, ProgressFn, Reporter
-from core.similarity import METHODS, cosmul_knn, knn_of_sums
+from core.search import METHODS, cosmul_knn, knn_of_sums
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -29,6 +29,8 @@ from core.tokens import Piece, Tokenizer, WordTokenizer, strip_marker, token_kin
 if TYPE_CHECKING:
     import pandas as pd
 
+    from core.search.index import SearchIndex
+
 
 @dataclass(frozen=True)
 class Provenance:
@@ -250,6 +252,19 @@ class EmbeddingMatrix:
             out[s:s + step] = np.sqrt(np.einsum("ij,ij->i", chunk, chunk))
         out.setflags(write=False)
         return out
+
+    @property
+    def search_index(self) -> SearchIndex:
+        """What searches derive from this matrix (norms, masks, device copy, int8 first pass once prepared).
+
+        One per matrix, made at its first search; threads that ask at once get the same one.
+        """
+        index = self.__dict__.get("_search_index")
+        if index is None:
+            from core.search.index import SearchIndex
+
+            index = self.__dict__.setdefault("_search_index", SearchIndex(self))
+        return index
 
     @cached_property
     def kinds(self) -> tuple[str, ...]:

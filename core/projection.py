@@ -197,7 +197,7 @@ def _cosine_topk(m: EmbeddingMatrix, queries: np.ndarray, k: int,
                  allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` rows most cosine-similar to each query: one matrix product, then a partial sort.
 
-    The fallback for :func:`_knn` where ``core.similarity`` is not installed.
+    The fallback for :func:`_knn` where ``core.search`` is not installed.
 
     Returns:
         (row ids, similarities), each (queries × k), best first.
@@ -230,12 +230,12 @@ def _knn(m: EmbeddingMatrix, queries: np.ndarray, k: int,
          allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Row ids and cosines of the ``k`` rows nearest each query, among ``allowed`` rows when given.
 
-    Uses the project's one neighbour engine, ``core.similarity.knn``, and falls back to a plain cosine
+    Uses the project's one neighbour engine, ``core.search.knn``, and falls back to a plain cosine
     top-k where that module is absent. Fewer than ``k`` candidates leave ids of -1.
     """
     k = max(1, min(k, len(m) if allowed is None else int(allowed.size)))
     try:
-        from core.similarity import knn
+        from core.search import knn
     except ImportError:
         return _cosine_topk(m, queries, k, allowed)
     mask = None

@@ -17,7 +17,7 @@ import numpy as np
 import streamlit as st
 
 import core
-from core import similarity, stats
+from core import search, stats
 from core.access import check_allowed
 from core.matrix import EmbeddingMatrix
 from dashboard.state import SourceSpec
@@ -99,7 +99,7 @@ def per_dimension(_m: EmbeddingMatrix, key: str) -> tuple[np.ndarray, np.ndarray
 def search_prepared(_m: EmbeddingMatrix, key: str) -> threading.Thread:
     """Starts, once per matrix and process, the build of the int8 first pass on a thread of its own, so that a
     page's second query does not pay for it (its first queries scan in float32 meanwhile)."""
-    worker = threading.Thread(target=similarity.prepare_search, args=(_m,), daemon=True,
+    worker = threading.Thread(target=search.prepare_search, args=(_m,), daemon=True,
                               name="embedscope-prepare-search")
     worker.start()
     return worker

@@ -88,10 +88,11 @@ def test_analogy_options_equal_gensim_on_minilm(demo: core.EmbeddingMatrix, kv_m
 def test_torch_backend_equals_gensim(demo: core.EmbeddingMatrix, kv_minilm: Any, small_questions: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """The CUDA code path (shared basis, gathers into buffers), run by torch on the CPU."""
-    from core import similarity
+    from core.search import _engine
+    from core.search._backends import TorchOps
 
-    monkeypatch.setattr(similarity, "_ops", lambda m, device: similarity._TorchOps(m, "cpu"))
-    monkeypatch.setattr(similarity, "_BLOCK_ROWS", 64)
+    monkeypatch.setattr(_engine, "_backend", lambda index, device: TorchOps(index, "cpu"))
+    monkeypatch.setattr(_engine, "_BLOCK_ROWS", 64)
     _assert_same(evaluate.evaluate_analogies(demo, small_questions, restrict_vocab=20_000),
                  _gensim_sections(kv_minilm, small_questions, restrict_vocab=20_000))
 

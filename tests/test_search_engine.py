@@ -1,8 +1,9 @@
 """The two CPU speed-ups of the neighbour search, each against an independent float64 oracle.
 
-- The int8 first pass (``core._int8_index``): its error bound must hold on every row of MiniLM, and a
-  search through it must return the exact search's answer, with filters, ``restrict`` and exclusions.
-- The compiled loops (``core._kernels``): batches, shared-basis sums (3CosAdd, euclidean) and 3CosMul must
+- The int8 first pass (``core.search._int8``), attached only by ``SearchIndex.prepare``: its error bound
+  must hold on every row of MiniLM, a search through it must return the exact search's answer, with
+  filters, ``restrict`` and exclusions, and no answer may depend on how many queries ran before it.
+- The compiled loops (``core.search._kernels``): batches, shared-basis sums (3CosAdd, euclidean) and 3CosMul must
   keep the same best rows as brute-force numpy in float64, with ties going to the lower row id.
 """
 
@@ -12,14 +13,14 @@ import numpy as np
 import pytest
 
 import core
-from core import _int8_index, similarity
-from core.similarity import Filters
+from core import search
+from core.search import Filters, _int8
 
 
 def _fbgemm() -> bool:
     import torch
 
-    return torch.backends.quantized.engine in _int8_index.ENGINES
+    return torch.backends.quantized.engine in _int8.ENGINES
 
 
 needs_fbgemm = pytest.mark.skipif(not _fbgemm(), reason="torch's int8 engine here is not FBGEMM")
@@ -56,10 +57,10 @@ def _same(ids: np.ndarray, scores: np.ndarray, s: np.ndarray) -> None:
 # the int8 first pass
 # ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def index(demo: core.EmbeddingMatrix) -> _int8_index.Int8Index:
+def index(demo: core.EmbeddingMatrix) -> _int8.Int8Index:
     if not _fbgemm():
         pytest.skip("torch's int8 engine here is not FBGEMM")
-    built = _int8_index.Int8Index.build(demo)
+    built = _int8.Int8Index.build(demo.vectors, demo.norms)
     assert built is not None, "FBGEMM's kernel did not keep the bound on MiniLM"
     return built
 
@@ -74,7 +75,7 @@ def _queries(m: core.EmbeddingMatrix, n: int, seed: int = 0) -> list[np.ndarray]
     return [(_unit64(q)).astype(np.float32) for q in out]
 
 
-def test_error_bound_holds_on_every_row(demo: core.EmbeddingMatrix, index: _int8_index.Int8Index) -> None:
+def test_error_bound_holds_on_every_row(demo: core.EmbeddingMatrix, index: _int8.Int8Index) -> None:
     exact_rows = _unit64(np.asarray(demo.vectors))
     widths = []
     for q in _queries(demo, 24):
@@ -88,7 +89,7 @@ def test_error_bound_holds_on_every_row(demo: core.EmbeddingMatrix, index: _int8
     assert max(widths) < 0.05, widths
 
 
-def test_candidates_hold_the_exact_top_k(demo: core.EmbeddingMatrix, index: _int8_index.Int8Index) -> None:
+def test_candidates_hold_the_exact_top_k(demo: core.EmbeddingMatrix, index: _int8.Int8Index) -> None:
     sizes = []
     for k in (1, 10, 50):
         for q in _queries(demo, 12, seed=k):
@@ -103,23 +104,54 @@ def test_candidates_hold_the_exact_top_k(demo: core.EmbeddingMatrix, index: _int
 
 
 @needs_fbgemm
-def test_built_at_the_second_query_and_exact_after(demo_dir: object) -> None:
-    m = core.load(demo_dir)  # a matrix of its own: the first-query rule is per matrix
-    similarity.neighbors(m, "king")
-    assert _int8_index.status(m) == {"used": False, "queries": 1}
-    first = similarity.neighbors(m, "paris", k=10)
-    assert _int8_index.status(m)["used"]
+def test_prepared_first_pass_is_exact(demo_dir: object) -> None:
+    m = core.load(demo_dir)  # a matrix of its own: no other test attached its first pass
+    for word in ("king", "paris", "queen"):
+        search.neighbors(m, word)
+    assert m.search_index.first_pass is None  # never built behind the caller's back
+    assert m.search_index.prepare() and m.search_index.first_pass is not None
+    assert m.search_index.prepare()  # idempotent
+    first = search.neighbors(m, "paris", k=10)
     rng = np.random.default_rng(3)
-    mask = similarity.candidate_mask(m, Filters(hide_special=True, hide_subwords=True))
+    mask = search.candidate_mask(m, Filters(hide_special=True, hide_subwords=True))
     for trial, i in enumerate(rng.choice(len(m), 60, replace=False)):
         k = (1, 5, 10, 40)[trial % 4]
         restrict = 20_000 if trial % 3 == 0 else None
         use_mask = mask if trial % 2 else None
         q = np.asarray(m.vectors[i])
-        ids, scores = similarity.knn(m, q, k, exclude=[[i]], restrict=restrict, mask=use_mask)
+        ids, scores = search.knn(m, q, k, exclude=[[i]], restrict=restrict, mask=use_mask)
         _same(ids[0], scores[0], _oracle(m, q, k, [i], restrict, use_mask))
     _same(np.array([n.id for n in first.neighbors]), np.array([n.score for n in first.neighbors]),
-          _oracle(m, similarity.resolve_query(m, "paris").vector(), 10, [m.get_index("paris")]))
+          _oracle(m, search.resolve_query(m, "paris").vector(), 10, [m.get_index("paris")]))
+
+
+def test_answers_do_not_depend_on_earlier_queries_or_prepare(demo_dir: object) -> None:
+    """The same query gives the same ids and scores, bit for bit, as a matrix's first query, as its 50th, and
+    after ``prepare`` (where FBGEMM is there to attach the first pass); each is the float64 oracle's."""
+    queries = ["paris", "king - man + woman", "unbelievably", "running", "blue"]
+    fresh = core.load(demo_dir)
+    first = [search.neighbors(fresh, q, k=10) for q in queries[:1]]
+    fresh_vec = search.knn(fresh, np.asarray(fresh.vectors[4321]), 7, exclude=[[4321]])
+    m = core.load(demo_dir)
+    for word in m.index_to_key[2000:2049]:  # 49 queries before
+        search.neighbors(m, word, k=5)
+    later = [search.neighbors(m, q, k=10) for q in queries]
+    later_vec = search.knn(m, np.asarray(m.vectors[4321]), 7, exclude=[[4321]])
+    prepared = m.search_index.prepare()
+    assert prepared == _fbgemm()
+    after = [search.neighbors(m, q, k=10) for q in queries]
+    after_vec = search.knn(m, np.asarray(m.vectors[4321]), 7, exclude=[[4321]])
+
+    assert first[0].neighbors == later[0].neighbors == after[0].neighbors
+    assert later == after or [r.neighbors for r in later] == [r.neighbors for r in after]
+    for ids, scores in (later_vec, after_vec):
+        np.testing.assert_array_equal(ids, fresh_vec[0])
+        np.testing.assert_array_equal(scores, fresh_vec[1])
+    _same(fresh_vec[0][0], fresh_vec[1][0], _oracle(m, np.asarray(m.vectors[4321]), 7, [4321]))
+    for q, res in zip(queries, after, strict=True):
+        parsed = search.resolve_query(m, q)
+        _same(np.array([n.id for n in res.neighbors]), np.array([n.score for n in res.neighbors]),
+              _oracle(m, parsed.vector(), 10, list(parsed.exclude)))
 
 
 @needs_fbgemm
@@ -127,36 +159,35 @@ def test_large_k_nan_rows_and_small_matrices_scan_in_float32() -> None:
     rng = np.random.default_rng(1)
     vecs = rng.standard_normal((6000, 48)).astype(np.float32)
     m = core.EmbeddingMatrix(vecs, [f"t{i}" for i in range(len(vecs))])
-    for _ in range(2):
-        similarity.knn(m, vecs[0], 5)
-    assert _int8_index.status(m)["used"]
+    assert m.search_index.prepare()
     # More rows in doubt than the first pass takes (k alone is past it): the exact scan answers, the same way.
-    ids, scores = similarity.knn(m, vecs[1], 1000, exclude=[[1]])
+    ids, scores = search.knn(m, vecs[1], 1000, exclude=[[1]])
     _same(ids[0], scores[0], _oracle(m, vecs[1], 1000, [1]))
     # A zero query scores 0 with every row: all rows are in doubt, and the exact scan answers.
-    ids, scores = similarity.knn(m, np.zeros(48, dtype=np.float32), 3)
+    ids, scores = search.knn(m, np.zeros(48, dtype=np.float32), 3)
     np.testing.assert_array_equal(ids[0], [0, 1, 2])
     assert (scores == 0).all()
 
     with_nan = vecs.copy()
     with_nan[3] = np.nan
     n = core.EmbeddingMatrix(with_nan, m.index_to_key)
+    assert not n.search_index.prepare()
     for _ in range(3):
-        ids, _ = similarity.knn(n, vecs[4], 5)
+        ids, _ = search.knn(n, vecs[4], 5)
         assert 3 not in ids[0]
-    assert not _int8_index.status(n)["used"]
+    assert n.search_index.first_pass is None
 
-    small = core.EmbeddingMatrix(vecs[:_int8_index.MIN_ROWS - 1], m.index_to_key[:_int8_index.MIN_ROWS - 1])
-    for _ in range(3):
-        similarity.knn(small, vecs[0], 5)
-    assert _int8_index.status(small) == {"used": False, "queries": 0}
+    small = core.EmbeddingMatrix(vecs[:_int8.MIN_ROWS - 1], m.index_to_key[:_int8.MIN_ROWS - 1])
+    assert not small.search_index.prepare()
+    ids, scores = search.knn(small, vecs[0], 5, exclude=[[0]])
+    _same(ids[0], scores[0], _oracle(small, vecs[0], 5, [0]))
 
 
 def test_grid_query_is_exact_on_the_kernels_grid() -> None:
     rng = np.random.default_rng(2)
     for _ in range(50):
         q = rng.standard_normal(int(rng.integers(2, 500))).astype(np.float32) * np.float32(rng.uniform(1e-3, 10))
-        x = _int8_index.grid_query(q)
+        x = _int8.grid_query(q)
         lo, hi = float(x[-2]), float(x[-1])
         step = (hi - lo) / 127
         levels = (x - lo) / step
@@ -181,7 +212,7 @@ def tied() -> core.EmbeddingMatrix:
 def test_batches_keep_the_best_rows_and_lower_ids_on_ties(tied: core.EmbeddingMatrix, metric: str) -> None:
     v = np.asarray(tied.vectors, dtype=np.float64)
     queries = v[300:340] + 0.05
-    ids, scores = similarity.knn(tied, queries, k=8, metric=metric, exclude=np.arange(300, 340))
+    ids, scores = search.knn(tied, queries, k=8, metric=metric, exclude=np.arange(300, 340))
     if metric == "cosine":
         s = _unit64(queries) @ _unit64(v).T
     elif metric == "dot":
@@ -195,7 +226,7 @@ def test_batches_keep_the_best_rows_and_lower_ids_on_ties(tied: core.EmbeddingMa
         np.testing.assert_array_equal(ids[qi], order)
         np.testing.assert_allclose(scores[qi], sign * s[qi, order], rtol=1e-5, atol=1e-5)
     # Row 0 and its twin 100 score the same for every query: the lower id always comes first.
-    twin_ids, _ = similarity.knn(tied, v[:20] + 0.01, k=2, metric=metric)
+    twin_ids, _ = search.knn(tied, v[:20] + 0.01, k=2, metric=metric)
     np.testing.assert_array_equal(twin_ids, np.stack([np.arange(20), np.arange(100, 120)], axis=1))
 
 
@@ -206,7 +237,7 @@ def test_sums_of_a_shared_basis(tied: core.EmbeddingMatrix, metric: str) -> None
     basis = v[rng.choice(len(v), 30, replace=False)]
     terms = rng.integers(0, 30, (50, 3))
     weights = rng.choice([1.0, -1.0, 0.5], (50, 3))
-    ids, scores = similarity.knn_of_sums(tied, basis, terms, weights, k=6, metric=metric)
+    ids, scores = search.knn_of_sums(tied, basis, terms, weights, k=6, metric=metric)
     q = np.einsum("qt,qtd->qd", weights, basis[terms])
     s = _unit64(q) @ _unit64(v).T if metric == "cosine" else -np.linalg.norm(q[:, None, :] - v[None, :, :], axis=2)
     ref = np.argsort(-s, axis=1, kind="stable")[:, :6]
@@ -220,7 +251,7 @@ def test_cosmul_of_a_shared_basis(tied: core.EmbeddingMatrix) -> None:
     v = np.asarray(tied.vectors, dtype=np.float64)
     basis = v[rng.choice(len(v), 30, replace=False)]
     pos, neg = rng.integers(0, 30, (40, 2)), rng.integers(0, 30, (40, 1))
-    ids, scores = similarity.cosmul_knn(tied, basis, pos, neg, k=5, exclude=np.zeros((40, 0), dtype=int))
+    ids, scores = search.cosmul_knn(tied, basis, pos, neg, k=5, exclude=np.zeros((40, 0), dtype=int))
     c = (1 + _unit64(basis) @ _unit64(v).T) / 2  # (30 × rows)
     s = c[pos[:, 0]] * c[pos[:, 1]] / (c[neg[:, 0]] + 1e-6)
     ref = np.argsort(-s, axis=1, kind="stable")[:, :5]
@@ -229,29 +260,18 @@ def test_cosmul_of_a_shared_basis(tied: core.EmbeddingMatrix) -> None:
 
 
 @needs_fbgemm
-def test_prepare_builds_ahead_and_queries_never_wait_for_a_build() -> None:
+def test_queries_during_prepare_on_another_thread_are_exact() -> None:
+    import threading
+
     rng = np.random.default_rng(8)
     vecs = rng.standard_normal((5000, 32)).astype(np.float32)
     m = core.EmbeddingMatrix(vecs, [f"t{i}" for i in range(len(vecs))])
-    entry = _int8_index._entry(m, query=False)
-    with entry.building:  # another thread is building: queries scan in float32 instead of waiting
-        for _ in range(3):
-            ids, scores = similarity.knn(m, vecs[7], 4, exclude=[[7]])
-            _same(ids[0], scores[0], _oracle(m, vecs[7], 4, [7]))
-        assert _int8_index.status(m) == {"used": False, "queries": 3}
-    assert similarity.prepare_search(m)
-    assert _int8_index.status(m)["used"]
-    ids, scores = similarity.knn(m, vecs[9], 4, exclude=[[9]])
+    worker = threading.Thread(target=search.prepare_search, args=(m,))
+    worker.start()
+    for i in range(20):  # some before the first pass is attached, some (maybe) after: the same answers
+        ids, scores = search.knn(m, vecs[i], 4, exclude=[[i]])
+        _same(ids[0], scores[0], _oracle(m, vecs[i], 4, [i]))
+    worker.join()
+    assert m.search_index.first_pass is not None
+    ids, scores = search.knn(m, vecs[9], 4, exclude=[[9]])
     _same(ids[0], scores[0], _oracle(m, vecs[9], 4, [9]))
-
-
-@needs_fbgemm
-def test_large_matrices_are_indexed_only_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
-    rng = np.random.default_rng(9)
-    vecs = rng.standard_normal((5000, 32)).astype(np.float32)
-    m = core.EmbeddingMatrix(vecs, [f"t{i}" for i in range(len(vecs))])
-    monkeypatch.setattr(_int8_index, "MAX_VALUES_AT_QUERY", 5000 * 32 - 1)
-    for _ in range(3):
-        similarity.knn(m, vecs[1], 3)
-    assert _int8_index.status(m) == {"used": False, "queries": 3}
-    assert similarity.prepare_search(m) and _int8_index.status(m)["used"]

@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 
 import core
-from core import charts, similarity
+from core import charts, search
 from core.cli import main
 from core.errors import ParameterError, TokenNotFound
-from core.similarity import Filters
+from core.search import Filters, _engine
+from core.search._backends import TorchOps
 
 
 # ------------------------------------------------------------------------------------------------
@@ -53,7 +54,7 @@ def _same_ranking(ours: list[tuple[str, float]], theirs: list[tuple[str, float]]
             assert partner is not None and abs(partner - s1) < 1e-6, (ours, theirs)
 
 
-def _pairs(res: similarity.Neighbors) -> list[tuple[str, float]]:
+def _pairs(res: search.Neighbors) -> list[tuple[str, float]]:
     return [(n.token, n.score) for n in res.neighbors]
 
 
@@ -68,17 +69,17 @@ def _sample_words(m: core.EmbeddingMatrix, n: int, kinds: tuple[str, ...] = ("wo
 # ------------------------------------------------------------------------------------------------
 def test_neighbors_equal_most_similar_on_minilm(demo: core.EmbeddingMatrix, kv_minilm: Any) -> None:
     words = [*_sample_words(demo, 40), "king", "[CLS]", "##ing", "1990"]
-    batch = similarity.neighbors_many(demo, words, k=10)
+    batch = search.neighbors_many(demo, words, k=10)
     for word, res in zip(words, batch, strict=True):
         _same_ranking(_pairs(res), kv_minilm.most_similar(word, topn=10))
-    assert [n.token for n in similarity.neighbors(demo, "king", k=3).neighbors] == ["kings", "queen", "monarch"]
+    assert [n.token for n in search.neighbors(demo, "king", k=3).neighbors] == ["kings", "queen", "monarch"]
 
 
 def test_neighbors_equal_most_similar_on_lee(lee: tuple[core.EmbeddingMatrix, Any]) -> None:
     m, kv = lee
     assert m.index_to_key == tuple(kv.index_to_key)
     words = _sample_words(m, 40, kinds=("word", "number", "other", "punctuation"))
-    for word, res in zip(words, similarity.neighbors_many(m, words, k=15), strict=True):
+    for word, res in zip(words, search.neighbors_many(m, words, k=15), strict=True):
         _same_ranking(_pairs(res), kv.most_similar(word, topn=15))
 
 
@@ -86,39 +87,39 @@ def test_restrict_to_first_rows_equals_restrict_vocab(lee: tuple[core.EmbeddingM
                                                       kv_minilm: Any, demo: core.EmbeddingMatrix) -> None:
     m, kv = lee
     for word in ["government", "fire", "Australia"]:
-        res = similarity.neighbors(m, word, k=8, filters=Filters(first_n=500))
+        res = search.neighbors(m, word, k=8, filters=Filters(first_n=500))
         _same_ranking(_pairs(res), kv.most_similar(word, topn=8, restrict_vocab=500))
-    res = similarity.neighbors(demo, "apple", k=5, filters=Filters(first_n=12_000))
+    res = search.neighbors(demo, "apple", k=5, filters=Filters(first_n=12_000))
     _same_ranking(_pairs(res), kv_minilm.most_similar("apple", topn=5, restrict_vocab=12_000))
 
 
 def test_small_chunks_and_blocks_give_the_same_answer(demo: core.EmbeddingMatrix, kv_minilm: Any,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     # Force many vocabulary chunks and query blocks, so the merge of partial top-k lists is exercised.
-    monkeypatch.setattr(similarity, "_SCORE_ELEMS", 1 << 14)
-    monkeypatch.setattr(similarity, "_BLOCK_ROWS", 3)
+    monkeypatch.setattr(_engine, "_SCORE_ELEMS", 1 << 14)
+    monkeypatch.setattr(_engine, "_BLOCK_ROWS", 3)
     words = ["dog", "paris", "running", "##ly", "2001", "blue", "violin"]
-    for word, res in zip(words, similarity.neighbors_many(demo, words, k=12), strict=True):
+    for word, res in zip(words, search.neighbors_many(demo, words, k=12), strict=True):
         _same_ranking(_pairs(res), kv_minilm.most_similar(word, topn=12))
 
 
 def test_torch_backend_matches_gensim(demo: core.EmbeddingMatrix, kv_minilm: Any,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The CUDA code path, run by torch on the CPU: same answers as gensim."""
-    monkeypatch.setattr(similarity, "_ops", lambda m, device: similarity._TorchOps(m, "cpu"))
-    monkeypatch.setattr(similarity, "_SCORE_ELEMS", 1 << 16)
+    monkeypatch.setattr(_engine, "_backend", lambda index, device: TorchOps(index, "cpu"))
+    monkeypatch.setattr(_engine, "_SCORE_ELEMS", 1 << 16)
     words = ["dog", "paris", "##ly"]
-    for word, res in zip(words, similarity.neighbors_many(demo, words, k=10,
+    for word, res in zip(words, search.neighbors_many(demo, words, k=10,
                                                           filters=Filters(first_n=25_000)), strict=True):
         _same_ranking(_pairs(res), kv_minilm.most_similar(word, topn=10, restrict_vocab=25_000))
-    res = similarity.analogy(demo, "king - man + woman", k=5, method="mul")
+    res = search.analogy(demo, "king - man + woman", k=5, method="mul")
     _same_ranking(_pairs(res), kv_minilm.most_similar_cosmul(positive=["king", "woman"], negative=["man"], topn=5))
 
 
 @pytest.mark.gpu
 def test_cuda_matches_gensim(demo: core.EmbeddingMatrix, kv_minilm: Any) -> None:
     words = _sample_words(demo, 20)
-    for word, res in zip(words, similarity.neighbors_many(demo, words, k=10, device="cuda"), strict=True):
+    for word, res in zip(words, search.neighbors_many(demo, words, k=10, device="cuda"), strict=True):
         _same_ranking(_pairs(res), kv_minilm.most_similar(word, topn=10))
 
 
@@ -133,9 +134,9 @@ ANALOGIES = [(["king", "woman"], ["man"]), (["paris", "germany"], ["france"]), (
 def test_analogy_add_and_mul_equal_gensim(demo: core.EmbeddingMatrix, kv_minilm: Any, positive: list[str],
                                          negative: list[str]) -> None:
     formula = " + ".join(positive) + "".join(f" - {w}" for w in negative)
-    add = similarity.analogy(demo, formula, k=10, method="add")
+    add = search.analogy(demo, formula, k=10, method="add")
     _same_ranking(_pairs(add), kv_minilm.most_similar(positive=positive, negative=negative, topn=10))
-    mul = similarity.analogy(demo, positive, negative, k=10, method="mul")
+    mul = search.analogy(demo, positive, negative, k=10, method="mul")
     _same_ranking(_pairs(mul), kv_minilm.most_similar_cosmul(positive=positive, negative=negative, topn=10))
     assert not {n.token for n in add.neighbors} & {*positive, *negative}
 
@@ -143,19 +144,19 @@ def test_analogy_add_and_mul_equal_gensim(demo: core.EmbeddingMatrix, kv_minilm:
 def test_analogy_on_lee_and_weights(lee: tuple[core.EmbeddingMatrix, Any]) -> None:
     m, kv = lee
     for pos, neg in [(["police", "fire"], ["government"]), (["Australia", "says"], ["the"])]:
-        _same_ranking(_pairs(similarity.analogy(m, pos, neg, k=10)),
+        _same_ranking(_pairs(search.analogy(m, pos, neg, k=10)),
                       kv.most_similar(positive=pos, negative=neg, topn=10))
-        _same_ranking(_pairs(similarity.analogy(m, pos, neg, k=10, method="mul")),
+        _same_ranking(_pairs(search.analogy(m, pos, neg, k=10, method="mul")),
                       kv.most_similar_cosmul(positive=pos, negative=neg, topn=10))
     # Coefficients are gensim's (key, weight) tuples.
-    res = similarity.neighbors(m, "2*police - 0.5*fire", k=10)
+    res = search.neighbors(m, "2*police - 0.5*fire", k=10)
     _same_ranking(_pairs(res), kv.most_similar(positive=[("police", 2.0)], negative=[("fire", -0.5)], topn=10))
 
 
 @pytest.mark.parametrize("words", [["breakfast", "cereal", "dinner", "lunch"], ["dog", "cat", "horse", "car"],
                                    ["red", "green", "blue", "happy", "yellow"]])
 def test_doesnt_match_equals_gensim(demo: core.EmbeddingMatrix, kv_minilm: Any, words: list[str]) -> None:
-    out = similarity.doesnt_match(demo, words)
+    out = search.doesnt_match(demo, words)
     assert out.odd == kv_minilm.doesnt_match(words)
     ranked = kv_minilm.rank_by_centrality(words)
     assert [w for w, _ in out.ranking] == [w for _, w in ranked]
@@ -164,12 +165,12 @@ def test_doesnt_match_equals_gensim(demo: core.EmbeddingMatrix, kv_minilm: Any, 
 
 def test_doesnt_match_reports_missing_words(lee: tuple[core.EmbeddingMatrix, Any]) -> None:
     m, kv = lee
-    out = similarity.doesnt_match(m, ["police", "fire", "firefighters", "goverment"])
+    out = search.doesnt_match(m, ["police", "fire", "firefighters", "goverment"])
     assert out.odd == kv.doesnt_match(["police", "fire", "firefighters"])
     assert [e.token for e in out.missing] == ["goverment"]
     assert "government" in out.missing[0].suggestions
     with pytest.raises(ParameterError, match="at least two known words"):
-        similarity.doesnt_match(m, ["police", "goverment"])
+        search.doesnt_match(m, ["police", "goverment"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -182,14 +183,14 @@ def test_euclidean_and_dot_against_sklearn(lee: tuple[core.EmbeddingMatrix, Any]
     x = np.asarray(m.vectors, dtype=np.float64)
     q = x[::97] + 0.01
     dist, idx = NearestNeighbors(n_neighbors=7, algorithm="brute").fit(x).kneighbors(q)
-    ids, scores = similarity.knn(m, q, k=7, metric="euclidean")
+    ids, scores = search.knn(m, q, k=7, metric="euclidean")
     np.testing.assert_array_equal(ids, idx)
     np.testing.assert_allclose(scores, dist, rtol=1e-5)
 
     from sklearn.metrics.pairwise import linear_kernel
 
     dots = linear_kernel(q, x)
-    ids, scores = similarity.knn(m, q, k=7, metric="dot")
+    ids, scores = search.knn(m, q, k=7, metric="dot")
     np.testing.assert_array_equal(ids, np.argsort(-dots, axis=1, kind="stable")[:, :7])
     np.testing.assert_allclose(scores, np.sort(dots, axis=1)[:, ::-1][:, :7], rtol=1e-4)
 
@@ -198,7 +199,7 @@ def test_knn_rows_excludes_self_like_sklearn(lee: tuple[core.EmbeddingMatrix, An
     from sklearn.neighbors import NearestNeighbors
 
     m, _ = lee
-    ids, scores = similarity.knn_rows(m, k=5)
+    ids, scores = search.knn_rows(m, k=5)
     assert ids.shape == (len(m), 5) and not ids.flags.writeable and not scores.flags.writeable
     dist, idx = NearestNeighbors(n_neighbors=6, metric="cosine", algorithm="brute").fit(m.vectors).kneighbors()
     agree = (ids == idx[:, :5]).all(axis=1) | (np.abs(1 - scores - dist[:, :5]).max(axis=1) < 1e-5)
@@ -209,7 +210,7 @@ def test_knn_rows_excludes_self_like_sklearn(lee: tuple[core.EmbeddingMatrix, An
 
 def test_filters_hide_kinds(demo: core.EmbeddingMatrix, kv_minilm: Any) -> None:
     f = Filters(hide_special=True, hide_subwords=True, hide_numbers=True)
-    res = similarity.neighbors(demo, "##ing", k=20, filters=f)
+    res = search.neighbors(demo, "##ing", k=20, filters=f)
     assert {n.kind for n in res.neighbors} <= {"word", "punctuation", "cjk", "other"}
     # The oracle: gensim's scores for every row, with the hidden kinds taken out.
     dists = kv_minilm.most_similar("##ing", topn=None)
@@ -223,36 +224,36 @@ def test_filters_hide_kinds(demo: core.EmbeddingMatrix, kv_minilm: Any) -> None:
 def test_exclude_forms_and_padding(lee: tuple[core.EmbeddingMatrix, Any]) -> None:
     m, _ = lee
     v = np.asarray(m.vectors[:3])
-    a, _ = similarity.knn(m, v, k=4, exclude=np.arange(3))
-    b, _ = similarity.knn(m, v, k=4, exclude=[[0], [1], [2]])
+    a, _ = search.knn(m, v, k=4, exclude=np.arange(3))
+    b, _ = search.knn(m, v, k=4, exclude=[[0], [1], [2]])
     np.testing.assert_array_equal(a, b)
     assert not (a == np.arange(3)[:, None]).any()
     # Exclusions that leave fewer than k rows pad with -1 / NaN.
-    ids, scores = similarity.knn(m, v[:1], k=4, restrict=4, exclude=[[0, 1]])
+    ids, scores = search.knn(m, v[:1], k=4, restrict=4, exclude=[[0, 1]])
     assert list(ids[0, 2:]) == [-1, -1] and np.isnan(scores[0, 2:]).all()
 
 
 def test_progress_and_cancel(demo: core.EmbeddingMatrix, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(similarity, "_BLOCK_ROWS", 8)
+    monkeypatch.setattr(_engine, "_BLOCK_ROWS", 8)
     seen: list[float] = []
-    similarity.knn(demo, demo.vectors[:32], k=3, progress=lambda f, msg: seen.append(f))
+    search.knn(demo, demo.vectors[:32], k=3, progress=lambda f, msg: seen.append(f))
     assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen) and len(seen) > 3
     with pytest.raises(core.Cancelled):
-        similarity.knn(demo, demo.vectors[:32], k=3, cancel=lambda: True)
+        search.knn(demo, demo.vectors[:32], k=3, cancel=lambda: True)
 
 
 # ------------------------------------------------------------------------------------------------
 # queries: tokens, split words, formulas
 # ------------------------------------------------------------------------------------------------
 def test_split_word_is_averaged_and_reported(demo: core.EmbeddingMatrix, kv_minilm: Any) -> None:
-    res = similarity.neighbors(demo, "unbelievably", k=5)
+    res = search.neighbors(demo, "unbelievably", k=5)
     term = res.query.terms[0]
     assert [p.token for p in term.pieces] == ["un", "##bel", "##ie", "##va", "##bly"]
     assert "mean of 5 pieces" in res.query.notes()[0]
     mean = np.mean([kv_minilm[p.token] for p in term.pieces], axis=0)
     _same_ranking(_pairs(res), kv_minilm.similar_by_vector(mean, topn=5))
     # A word the tokenizer lower-cases is its token, and is left out of its own neighbours.
-    hello = similarity.neighbors(demo, "Hello", k=3)
+    hello = search.neighbors(demo, "Hello", k=3)
     assert hello.query.terms[0].single and "hello" not in [n.token for n in hello.neighbors]
 
 
@@ -264,7 +265,7 @@ def test_split_word_is_averaged_and_reported(demo: core.EmbeddingMatrix, kv_mini
     ("[CLS] + don't", [(1.0, "[CLS]"), (1.0, "don't")]),
 ])
 def test_parse_formula(text: str, expected: list[tuple[float, str]]) -> None:
-    assert similarity.parse_formula(text) == expected
+    assert search.parse_formula(text) == expected
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -275,37 +276,37 @@ def test_parse_formula(text: str, expected: list[tuple[float, str]]) -> None:
 ])
 def test_parse_formula_errors(text: str, message: str) -> None:
     with pytest.raises(ParameterError, match=re.escape(message)):
-        similarity.parse_formula(text)
+        search.parse_formula(text)
 
 
 def test_unknown_terms_raise_with_suggestions(lee: tuple[core.EmbeddingMatrix, Any],
                                               demo: core.EmbeddingMatrix) -> None:
     m, _ = lee
     with pytest.raises(TokenNotFound) as err:
-        similarity.neighbors(m, "police - goverment", k=3)
+        search.neighbors(m, "police - goverment", k=3)
     assert err.value.token == "goverment" and "government" in err.value.suggestions
     with pytest.raises(TokenNotFound, match="maps it to"):
-        similarity.neighbors(demo, "🦄", k=3)
+        search.neighbors(demo, "🦄", k=3)
 
 
 def test_bad_arguments(demo: core.EmbeddingMatrix) -> None:
     for k in (0, -1, len(demo) + 1):
         with pytest.raises(ParameterError, match="k must be"):
-            similarity.neighbors(demo, "king", k=k)
+            search.neighbors(demo, "king", k=k)
     with pytest.raises(ParameterError, match="metric must be"):
-        similarity.neighbors(demo, "king", metric="manhattan")
+        search.neighbors(demo, "king", metric="manhattan")
     with pytest.raises(ParameterError, match="method must be"):
-        similarity.analogy(demo, "king - man", method="sub")
+        search.analogy(demo, "king - man", method="sub")
     with pytest.raises(ParameterError, match="3CosMul needs at least one positive"):
-        similarity.analogy(demo, "-king", method="mul")
+        search.analogy(demo, "-king", method="mul")
     with pytest.raises(ParameterError, match="empty"):
-        similarity.similarity_matrix(demo, [])
+        search.similarity_matrix(demo, [])
     with pytest.raises(ParameterError, match="empty"):
-        similarity.neighbors_many(demo, [])
+        search.neighbors_many(demo, [])
     with pytest.raises(ParameterError, match="k must be at most the 4 candidate rows"):
-        similarity.neighbors(demo, "king", k=5, filters=Filters(first_n=4))
+        search.neighbors(demo, "king", k=5, filters=Filters(first_n=4))
     with pytest.raises(ParameterError, match="vectors of 384 values"):
-        similarity.knn(demo, np.zeros(3), k=2)
+        search.knn(demo, np.zeros(3), k=2)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -313,13 +314,13 @@ def test_bad_arguments(demo: core.EmbeddingMatrix) -> None:
 # ------------------------------------------------------------------------------------------------
 def test_similarity_matrix_equals_gensim_and_reports_missing(demo: core.EmbeddingMatrix, kv_minilm: Any) -> None:
     words = ["dog", "cat", "pet", "car", "🦄"]
-    table = similarity.similarity_matrix(demo, words)
+    table = search.similarity_matrix(demo, words)
     assert table.labels == ["dog", "cat", "pet", "car"]
     assert [e.token for e in table.missing] == ["🦄"]
     for i, a in enumerate(table.labels):
         for j, b in enumerate(table.labels):
             assert table.matrix[i, j] == pytest.approx(float(kv_minilm.similarity(a, b)), abs=1e-6)
-    assert similarity.similarity(demo, "dog", "cat") == pytest.approx(float(kv_minilm.similarity("dog", "cat")),
+    assert search.similarity(demo, "dog", "cat") == pytest.approx(float(kv_minilm.similarity("dog", "cat")),
                                                                        abs=1e-6)
     assert not table.matrix.flags.writeable
     assert table.to_json()["tokens"] == table.labels
@@ -327,7 +328,7 @@ def test_similarity_matrix_equals_gensim_and_reports_missing(demo: core.Embeddin
 
 def test_clustered_order_keeps_groups_together(demo: core.EmbeddingMatrix) -> None:
     words = ["dog", "car", "apple", "cat", "truck", "banana", "puppy", "bus", "cherry"]
-    table = similarity.similarity_matrix(demo, words, cluster=True)
+    table = search.similarity_matrix(demo, words, cluster=True)
     assert table.clustered and sorted(table.labels) == sorted(words)
     pos = {w: i for i, w in enumerate(table.labels)}
     for group in (["dog", "cat", "puppy"], ["car", "truck", "bus"], ["apple", "banana", "cherry"]):
@@ -335,7 +336,7 @@ def test_clustered_order_keeps_groups_together(demo: core.EmbeddingMatrix) -> No
         assert spots[-1] - spots[0] == 2, table.labels
     # The matrix follows the new order.
     i, j = pos["dog"], pos["cat"]
-    assert table.matrix[i, j] == pytest.approx(similarity.similarity(demo, "dog", "cat"), abs=1e-6)
+    assert table.matrix[i, j] == pytest.approx(search.similarity(demo, "dog", "cat"), abs=1e-6)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -404,11 +405,11 @@ def test_zero_and_nan_rows(lee: tuple[core.EmbeddingMatrix, Any]) -> None:
     vecs[5] = 0.0
     vecs[7] = np.nan
     small = core.EmbeddingMatrix(vecs, m.index_to_key[:200])
-    ids, scores = similarity.knn(small, vecs[10], k=199)
+    ids, scores = search.knn(small, vecs[10], k=199)
     assert 7 not in ids[0, :198] and np.isfinite(scores[0, :198]).all()
     assert scores[0][list(ids[0]).index(5)] == 0.0
     with pytest.raises(ParameterError, match="NaN"):
-        similarity.knn(small, vecs[7], k=3)
+        search.knn(small, vecs[7], k=3)
 
 
 def test_memory_stays_bounded_on_a_128k_row_matrix(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -420,10 +421,10 @@ def test_memory_stays_bounded_on_a_128k_row_matrix(monkeypatch: pytest.MonkeyPat
     m = core.EmbeddingMatrix(vecs, [f"t{i}" for i in range(len(vecs))])
     queries = vecs[:300] + 0.01
     m.norms  # noqa: B018 - computed once per matrix, not per call
-    monkeypatch.setattr(similarity, "_SCORE_ELEMS", 1 << 20)
+    monkeypatch.setattr(_engine, "_SCORE_ELEMS", 1 << 20)
     tracemalloc.start()
     try:
-        ids, _ = similarity.knn(m, queries, k=5)
+        ids, _ = search.knn(m, queries, k=5)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

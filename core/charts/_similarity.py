@@ -1,7 +1,7 @@
 """Chart builders for the similarity pages: neighbour scores, benchmark results, heatmaps as PNG.
 
 The annotated heatmap itself is :func:`core.charts.similarity_heatmap` (in ``_basic``); pass it the
-labels and matrix of a :class:`core.similarity.SimilarityTable` (already in clustered order when asked).
+labels and matrix of a :class:`core.search.SimilarityTable` (already in clustered order when asked).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from core import evaluate, similarity
+from core import evaluate, search
 from core.cli._common import add_json, add_source, emit, open_source, progress_bar
 from core.errors import ParameterError
 
@@ -20,8 +20,8 @@ def _add_filters(p: argparse.ArgumentParser) -> None:
                    help="search only the first N rows (the frequency order of word2vec files)")
 
 
-def _filters(args: argparse.Namespace) -> similarity.Filters:
-    return similarity.Filters(hide_special=args.hide_special, hide_subwords=args.hide_subwords,
+def _filters(args: argparse.Namespace) -> search.Filters:
+    return search.Filters(hide_special=args.hide_special, hide_subwords=args.hide_subwords,
                               hide_numbers=args.hide_numbers, first_n=args.first)
 
 
@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("query", nargs="+", metavar="QUERY",
                    help="a token, a word the tokenizer splits (averaged), or a formula (quote it)")
     _add_filters(p)
-    p.add_argument("--metric", choices=similarity.METRICS, default="cosine")
+    p.add_argument("--metric", choices=search.METRICS, default="cosine")
     add_json(p)
     p.set_defaults(func=cmd_neighbors)
 
@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_source(p)
     p.add_argument("query", nargs="+", metavar="FORMULA", help="e.g. \"king - man + woman\"")
     _add_filters(p)
-    p.add_argument("--method", choices=similarity.METHODS, default="add",
+    p.add_argument("--method", choices=search.METHODS, default="add",
                    help="add = 3CosAdd (gensim most_similar), mul = 3CosMul (most_similar_cosmul)")
     add_json(p)
     p.set_defaults(func=cmd_analogy)
@@ -71,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "case_insensitive=False)")
     p.add_argument("--dummy4unknown", action="store_true",
                    help="count out-of-vocabulary questions/pairs as wrong/0 instead of skipping them")
-    p.add_argument("--method", choices=similarity.METHODS, default="add", help="analogy method")
+    p.add_argument("--method", choices=search.METHODS, default="add", help="analogy method")
     p.add_argument("--delimiter", default="\t", help="field separator of pair files (default: tab)")
     add_json(p)
     p.set_defaults(func=cmd_evaluate)
@@ -87,7 +87,7 @@ def _notes(notes: list[str]) -> list[str]:
 
 def cmd_neighbors(args: argparse.Namespace) -> int:
     m = open_source(args)
-    res = similarity.neighbors(m, _query(args), k=args.k, metric=args.metric, filters=_filters(args))
+    res = search.neighbors(m, _query(args), k=args.k, metric=args.metric, filters=_filters(args))
     payload = res.to_json()
 
     def text() -> str:
@@ -103,7 +103,7 @@ def cmd_neighbors(args: argparse.Namespace) -> int:
 
 def cmd_analogy(args: argparse.Namespace) -> int:
     m = open_source(args)
-    res = similarity.analogy(m, _query(args), k=args.k, method=args.method, filters=_filters(args))
+    res = search.analogy(m, _query(args), k=args.k, method=args.method, filters=_filters(args))
     payload: dict[str, Any] = {"query": res.query.text, "method": args.method, "notes": res.query.notes(),
                                "results": [{"token": n.token, "score": n.score, "id": n.id}
                                            for n in res.neighbors]}
@@ -125,7 +125,7 @@ def _warn_missing(missing: list[Any]) -> None:
 
 def cmd_similarity(args: argparse.Namespace) -> int:
     m = open_source(args)
-    table = similarity.similarity_matrix(m, args.words, cluster=args.cluster)
+    table = search.similarity_matrix(m, args.words, cluster=args.cluster)
     if not table.labels:
         raise table.missing[0]
     _warn_missing(table.missing)
@@ -145,7 +145,7 @@ def cmd_similarity(args: argparse.Namespace) -> int:
 
 def cmd_doesnt_match(args: argparse.Namespace) -> int:
     m = open_source(args)
-    res = similarity.doesnt_match(m, args.words)
+    res = search.doesnt_match(m, args.words)
     _warn_missing(res.missing)
     payload = {"odd": res.odd, "ranking": [{"token": w, "score": s} for w, s in res.ranking],
                "missing": [{"token": e.token, "suggestions": e.suggestions} for e in res.missing]}

@@ -353,7 +353,7 @@ def _neighbours(m: EmbeddingMatrix, q: np.ndarray, trained: np.ndarray, table: n
                 exclude: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` cosine neighbours of ``q`` over ``m`` with rows ``trained`` replaced by ``table``.
 
-    The untouched rows are searched by :func:`core.similarity.knn` (masking the trained ones); the trained
+    The untouched rows are searched by :func:`core.search.knn` (masking the trained ones); the trained
     rows, few and small, are scored here; the two top-k lists are merged.
     """
     n = len(m)
@@ -362,7 +362,7 @@ def _neighbours(m: EmbeddingMatrix, q: np.ndarray, trained: np.ndarray, table: n
     mask[trained] = False
     qn = _unit(q.astype(np.float32))
     if mask.any():
-        from core.similarity import knn
+        from core.search import knn
 
         width = max(len(e) for e in exclude)
         excl = np.full((len(exclude), width), -1, dtype=np.int64)

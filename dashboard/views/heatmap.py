@@ -6,7 +6,7 @@ import re
 
 import streamlit as st
 
-from core import charts, similarity
+from core import charts, search
 from dashboard.ui import current_matrix, shown_errors
 
 #: More cells than a person can read; the chart also stops annotating past 30 items.
@@ -35,7 +35,7 @@ if not items:
     st.stop()
 
 with shown_errors():
-    table = similarity.similarity_matrix(m, items, cluster=cluster, method=linkage)
+    table = search.similarity_matrix(m, items, cluster=cluster, method=linkage)
 for err in table.missing:
     st.warning(str(err))
 for term in table.terms:

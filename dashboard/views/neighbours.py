@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import charts, similarity
+from core import charts, search
 from core.matrix import EmbeddingMatrix
 from dashboard import cached
 from dashboard.ui import current_matrix, shown_errors
@@ -12,10 +12,10 @@ from dashboard.ui import current_matrix, shown_errors
 
 @st.cache_resource(show_spinner=False, max_entries=256)
 def _search(_m: EmbeddingMatrix, key: str, query: str, k: int, metric: str, method: str,
-            filters: similarity.Filters) -> similarity.Neighbors:
+            filters: search.Filters) -> search.Neighbors:
     if method == "mul":
-        return similarity.analogy(_m, query, k=k, method="mul", filters=filters)
-    return similarity.neighbors(_m, query, k=k, metric=metric, filters=filters)
+        return search.analogy(_m, query, k=k, method="mul", filters=filters)
+    return search.neighbors(_m, query, k=k, metric=metric, filters=filters)
 
 
 def _default_query(m: EmbeddingMatrix) -> str:
@@ -37,7 +37,7 @@ with near:
         help="A token, a word (the tokenizer may split it; its vector is then the mean of its pieces), or a "
              "formula such as king - man + woman. Quote texts that contain + or -, e.g. \"new york\" - usa.")
     k = int(c2.number_input("k", min_value=1, max_value=min(1000, len(m)), value=min(10, len(m)), key="nb.k"))
-    metric = c3.selectbox("Metric", similarity.METRICS, key="nb.metric")
+    metric = c3.selectbox("Metric", search.METRICS, key="nb.metric")
     a, b, c, d, e = st.columns([2, 1, 1, 1, 2])
     method_label = a.radio("Analogy method", ["3CosAdd", "3CosMul"], key="nb.method", horizontal=True,
                            help="3CosAdd = gensim most_similar; 3CosMul = most_similar_cosmul (cosine only)")
@@ -50,7 +50,7 @@ with near:
     method = "mul" if method_label == "3CosMul" else "add"
     if method == "mul" and metric != "cosine":
         st.info("3CosMul is defined on cosine similarity; the metric is set aside.")
-    filters = similarity.Filters(hide_special=hide_special, hide_subwords=hide_subwords,
+    filters = search.Filters(hide_special=hide_special, hide_subwords=hide_subwords,
                                  hide_numbers=hide_numbers, first_n=first_n or None)
     if query.strip():
         with shown_errors():
@@ -81,7 +81,7 @@ with odd:
     items = [w.strip() for w in words.split(",") if w.strip()]
     if items:
         with shown_errors():
-            out = similarity.doesnt_match(m, items)
+            out = search.doesnt_match(m, items)
         for err in out.missing:
             st.warning(str(err))
         st.success(f"Doesn't belong: **{out.odd}**")

@@ -5,7 +5,7 @@ rows can be read, not by arithmetic: float32 MiniLM is 47 MB per query. This ind
 as int8 with one scale per row (a quarter of the bytes) and scores a query with torch's int8 kernel
 (FBGEMM's dynamically quantised linear). It also knows, for every row, how far that approximate score can
 be from the exact one, so it hands back only the rows that may still be among the ``k`` best: the search
-rescores those in float32. The answer is the exact search's answer, not an approximation of it.
+rescores those exactly. The answer is the exact search's answer, not an approximation of it.
 
 The query goes in as ``x̂``: ``q`` rounded to a grid ``δ·n`` (integers ``n``, 7 bits) chosen here, with two
 extra entries ``−a·δ`` and ``(127 − a)·δ`` against zero weights so that the kernel's own quantisation of its
@@ -21,33 +21,30 @@ covers the float32 rounding of the exact scores themselves. The kernel is checke
 the index is built: an index whose kernel is off is not used, and neither is one where torch's int8 engine
 is not FBGEMM (x86), since elsewhere the kernel is slower than the float32 scan.
 
+The weights reach the kernel through public torch calls only: ``torch.quantize_per_channel`` (the
+int8 rows times their scales, which it rounds back to exactly the same integers: checked when built) and
+``torch.ops.quantized.linear_prepack`` / ``linear_dynamic``, the operators behind
+``torch.ao.nn.quantized.dynamic.Linear``. torch marks its quantized-tensor constructors deprecated; if a
+release drops them, the build returns None and every query scans in float32, with the same answers.
+
 The index costs a quarter of the matrix's float32 bytes and about a second per 3·10⁷ values to build, plus
-torch's import the first time. A process that asks one question (the CLI) never builds it: it is built at
-the second query on the same matrix, so a notebook pays once and every query after is faster; a server
-builds it ahead, on a thread of its own (:func:`prepare`), and so does anyone for a matrix too large to
-build at a query.
+torch's import the first time. It is never built at a query: :meth:`core.search.SearchIndex.prepare`
+attaches it, and only then do single queries go through it.
 """
 
 from __future__ import annotations
 
 import math
 import struct
-import threading
 import warnings
-import weakref
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 
-from core.matrix import EmbeddingMatrix
-
 #: Smaller matrices are scanned in float32 directly: the first pass would save microseconds.
 MIN_ROWS = 4096
-#: Larger matrices are not indexed at a query (the build takes about 1 s per 3·10⁷ values, mostly FBGEMM's
-#: packing): only by :func:`prepare`, which a server runs on a thread of its own.
-MAX_VALUES_AT_QUERY = 1 << 26
 #: Queries answered through the index at once (one kernel call each); larger batches use the float32
 #: engine, whose one product per chunk serves every query of the batch.
 MAX_QUERIES = 1
@@ -141,30 +138,31 @@ class Int8Index:
         return float(self.wnorm.max()), float(self.resid.max())
 
     @classmethod
-    def build(cls, m: EmbeddingMatrix) -> Int8Index | None:
-        """The index of ``m``; None without FBGEMM's kernel, or where it does not keep the bound on ``m``."""
+    def build(cls, vectors: np.ndarray, norms: np.ndarray) -> Int8Index | None:
+        """The index of a matrix's rows (and their norms); None without FBGEMM's kernel or torch's public
+        quantization calls, or where the kernel does not keep the bound on these rows."""
         try:
             import torch
 
             prepack = torch.ops.quantized.linear_prepack
-            make = torch._make_per_channel_quantized_tensor
+            quantize = torch.quantize_per_channel
             if torch.backends.quantized.engine not in ENGINES:
                 return None
         except (ImportError, AttributeError, RuntimeError):
             return None
-        n, dim = m.shape
+        n, dim = vectors.shape
         w8 = np.zeros((-(-n // _SEG) * _SEG, dim + 2), dtype=np.int8)
         scales = np.ones(len(w8), dtype=np.float32)
         wnorm = np.empty(n, dtype=np.float32)
         resid = np.empty(n, dtype=np.float32)
-        norms = np.asarray(m.norms, dtype=np.float32)
+        norms = np.asarray(norms, dtype=np.float32)
         safe = np.where(norms > 0, norms, np.float32(np.inf))
         # A float32 sum of squares is within dim·2⁻²⁴ of the truth (relative); its square root half that.
         up = np.float32(1 + 2 * (dim + 16) * _EPS32)
         step = max(1, _CHUNK_VALUES // max(1, dim))
         for s in range(0, n, step):
             e = min(n, s + step)
-            u = np.asarray(m.vectors[s:e], dtype=np.float32) / safe[s:e, None]
+            u = np.asarray(vectors[s:e], dtype=np.float32) / safe[s:e, None]
             # One absmax scale per row: values to integers in [-127, 127] (rounding is free to choose; r
             # below measures what it gave).
             sigma = np.maximum(u.max(axis=1), -u.min(axis=1)) / np.float32(127)
@@ -181,11 +179,16 @@ class Int8Index:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the quantized-tensor constructors are marked deprecated
-                wq = make(torch.from_numpy(w8), torch.from_numpy(scales.astype(np.float64)),
-                          torch.zeros(len(w8), dtype=torch.long), 0)
+                # quantize_per_channel rounds (w8·σ)/σ back to w8 exactly (|w8| ≤ 127, so the two float
+                # roundings move it by far less than ½); int_repr() below checks it did.
+                wq = quantize(torch.from_numpy(w8.astype(np.float32) * scales[:, None]),
+                              torch.from_numpy(scales.astype(np.float64)), torch.zeros(len(w8), dtype=torch.long),
+                              0, torch.qint8)
+                if not np.array_equal(wq.int_repr().numpy(), w8):
+                    return None
                 index = cls(dim, prepack(wq, None), wnorm, resid)
             return index if index._keeps_bound(w8, scales) else None
-        except RuntimeError:
+        except (RuntimeError, AttributeError):
             return None
 
     def _run(self, x: np.ndarray) -> np.ndarray:
@@ -279,74 +282,4 @@ class Int8Index:
         return out
 
 
-class _Entry:
-    __slots__ = ("building", "index", "queries", "tried")
-
-    def __init__(self) -> None:
-        self.queries = 0
-        self.index: Int8Index | None = None
-        self.tried = False
-        self.building = threading.Lock()
-
-
-_ENTRIES: weakref.WeakKeyDictionary[EmbeddingMatrix, _Entry] = weakref.WeakKeyDictionary()
-_LOCK = threading.Lock()
-
-
-def _entry(m: EmbeddingMatrix, query: bool) -> _Entry:
-    with _LOCK:
-        entry = _ENTRIES.get(m)
-        if entry is None:
-            entry = _ENTRIES[m] = _Entry()
-        entry.queries += query
-        return entry
-
-
-def _build_once(entry: _Entry, m: EmbeddingMatrix, wait: bool) -> Int8Index | None:
-    """The entry's index, built by the first caller; without ``wait``, None while another thread builds it."""
-    if entry.tried:
-        return entry.index
-    if not entry.building.acquire(blocking=wait):
-        return None
-    try:
-        if not entry.tried:
-            entry.index = Int8Index.build(m)
-            entry.tried = True
-        return entry.index
-    finally:
-        entry.building.release()
-
-
-def for_matrix(m: EmbeddingMatrix) -> Int8Index | None:
-    """The index to use for this query on ``m``, or None for the float32 scan.
-
-    None for small matrices and for a matrix's first query in the process; built once, at its second
-    (unless :func:`prepare` built it already; matrices over :data:`MAX_VALUES_AT_QUERY` values only get it
-    from :func:`prepare`). A query that comes while another thread builds it does not wait: it scans in
-    float32.
-    """
-    if len(m) < MIN_ROWS:
-        return None
-    entry = _entry(m, query=True)
-    if entry.tried or entry.queries < 2 or m.shape[0] * m.shape[1] > MAX_VALUES_AT_QUERY:
-        return entry.index
-    return _build_once(entry, m, wait=False)
-
-
-def prepare(m: EmbeddingMatrix) -> Int8Index | None:
-    """Build the index of ``m`` now rather than at its second query: for a server that knows more will come.
-
-    Run it on a thread of its own (it imports torch the first time); queries meanwhile scan in float32.
-    """
-    if len(m) < MIN_ROWS:
-        return None
-    return _build_once(_entry(m, query=False), m, wait=True)
-
-
-def status(m: EmbeddingMatrix) -> dict[str, Any]:
-    """What the first pass does for ``m`` in this process: whether it is used, and queries seen."""
-    entry = _ENTRIES.get(m)
-    return {"used": entry is not None and entry.index is not None, "queries": 0 if entry is None else entry.queries}
-
-
-__all__ = ["MAX_QUERIES", "MIN_ROWS", "Estimate", "Int8Index", "for_matrix", "prepare", "status"]
+__all__ = ["MIN_ROWS", "Estimate", "Int8Index", "grid_query"]
