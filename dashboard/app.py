@@ -34,6 +34,7 @@ PAGES = [
     ("views/projection.py", "Projection", ":material/scatter_plot:", "Space"),
     ("views/export.py", "Export", ":material/download:", "Space"),
     ("views/health.py", "Health", ":material/health_and_safety:", "Audit"),
+    ("views/gate.py", "Release check", ":material/verified:", "Audit"),
     ("views/finetune.py", "Fine-tune", ":material/model_training:", "Change"),
     ("views/compare.py", "Compare", ":material/compare_arrows:", "Change"),
 ]

@@ -95,6 +95,13 @@ def _run_buttons(run: ft.Run, where: str) -> None:
         if COMPARE_PAGE.is_file():
             st.switch_page("views/compare.py")
         st.info("The Compare page is not installed; the pair is remembered for when it is.")
+    if st.button("Release check against the original", key=f"finetune.{where}.gate",
+                 help="open the Release check with this run's output as the candidate and its source as the "
+                      "baseline"):
+        st.session_state["gate.preselect"] = (_source_spec(run.card), _run_spec(run))
+        st.session_state.pop("gate.new", None)
+        st.session_state.pop("gate.baseline", None)
+        st.switch_page("views/gate.py")
 
 
 def _show_run(run: ft.Run, where: str) -> None:
