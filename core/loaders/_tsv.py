@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import FormatError
-from core.loaders._common import row_tokens, source_key
+from core.loaders._common import ROW_NUMBERS, row_tokens, source_key
 from core.loaders._word2vec import MAX_DIM, parse_block
 from core.matrix import EmbeddingMatrix, Provenance
 
@@ -122,7 +122,7 @@ def load_tsv(path: Path, metadata: str | os.PathLike[str] | None = None) -> Embe
             notes.append(f"{repeats} labels repeat; repeats are named 'label #2', 'label #3', ...")
         source = mpath.name
     else:
-        tokens, source = row_tokens(vectors.shape[0]), "row numbers"
+        tokens, source = row_tokens(vectors.shape[0]), ROW_NUMBERS
         notes.append("no metadata.tsv was found, so tokens are the row numbers")
     prov = Provenance(format="projector-tsv", path=str(vpath), dtype="float32 (text)",
                       file_bytes=vpath.stat().st_size, vocab_source=source, notes=tuple(notes),
