@@ -9,11 +9,11 @@ import importlib.metadata as md
 import json
 import re
 import sys
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 
 import core
 from core.cli import main
