@@ -36,7 +36,7 @@ def _run_all(runs: list[tuple[list[str], Path]]) -> list[tuple[int, list[str]]]:
                                  timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
         return res.returncode, argv
 
-    with ThreadPoolExecutor(max_workers=(os.cpu_count() or 1) + 2) as pool:
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         return list(pool.map(one, runs))
 
 
