@@ -122,15 +122,17 @@ def _digits(values: np.ndarray) -> np.ndarray:
     A candidate is checked in float64, where rounding error is a billion times below a float32 step; on a
     rounding tie (exact binary fractions such as 0.0361328125) both neighbours must read back.
     """
-    x = values.astype(np.float64)
+    x = values.astype(np.float64).reshape(-1)
     finite = np.isfinite(x) & (x != 0)
-    a = np.abs(np.where(finite, x, 1.0))
+    need = np.full(x.shape, 6, dtype=np.uint8)  # zero, nan and inf print the same at any precision
+    idx = np.flatnonzero(finite)
+    need[idx] = 9
+    a = np.abs(x[idx])
     e = np.floor(np.log10(a))
     e += a >= 10.0 ** (e + 1)  # log10 can be off by one next to a power of ten
     e -= a < 10.0 ** e
     target = a.astype(np.float32)
-    need = np.full(x.shape, 9, dtype=np.uint8)
-    for p in (8, 7, 6):  # the smallest precision that reads back wins
+    for p in (8, 7, 6):  # a (p-1)-digit decimal is a p-digit one: only what reads back at p can at p-1
         scale = 10.0 ** (p - 1 - e)
         scaled = a * scale
         low = np.floor(scaled)
@@ -139,10 +141,10 @@ def _digits(values: np.ndarray) -> np.ndarray:
             up = ((low + 1) / scale).astype(np.float32) == target
         frac = scaled - low
         # Off a tie printf's rounding is ours; on one, either neighbour it may choose must read back.
-        ok = finite & np.where(np.abs(frac - 0.5) < 1e-6, down & up, np.where(frac < 0.5, down, up))
-        need[ok] = p
-    need[~finite] = 6  # zero, nan and inf print the same at any precision
-    return need
+        ok = np.where(np.abs(frac - 0.5) < 1e-6, down & up, np.where(frac < 0.5, down, up))
+        idx, a, e, target = idx[ok], a[ok], e[ok], target[ok]
+        need[idx] = p
+    return need.reshape(values.shape)
 
 
 def _text_rows(chunk: np.ndarray, delimiter: str) -> list[bytes]:
