@@ -115,20 +115,50 @@ def _chunks(m: EmbeddingMatrix, idx: np.ndarray | None, report: Reporter,
         yield s, np.asarray(rows, dtype=np.float32)
 
 
-def _text_rows(chunk: np.ndarray, delimiter: str) -> list[bytes]:
-    """Each row as shortest-round-trip decimals (Arrow's float32 formatting), without line ends."""
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
+def _digits(values: np.ndarray) -> np.ndarray:
+    """Per float32 value, the fewest significant digits (6 to 9) whose decimal reads back to the same float32.
 
-    if chunk.shape[0] == 0:
+    Six digits always suffice when fewer would (a float32 is only ~7.2 digits wide) and nine always suffice.
+    A candidate is checked in float64, where rounding error is a billion times below a float32 step; on a
+    rounding tie (exact binary fractions such as 0.0361328125) both neighbours must read back.
+    """
+    x = values.astype(np.float64).reshape(-1)
+    finite = np.isfinite(x) & (x != 0)
+    need = np.full(x.shape, 6, dtype=np.uint8)  # zero, nan and inf print the same at any precision
+    idx = np.flatnonzero(finite)
+    need[idx] = 9
+    a = np.abs(x[idx])
+    e = np.floor(np.log10(a))
+    e += a >= 10.0 ** (e + 1)  # log10 can be off by one next to a power of ten
+    e -= a < 10.0 ** e
+    target = a.astype(np.float32)
+    for p in (8, 7, 6):  # a (p-1)-digit decimal is a p-digit one: only what reads back at p can at p-1
+        scale = 10.0 ** (p - 1 - e)
+        scaled = a * scale
+        low = np.floor(scaled)
+        with np.errstate(over="ignore"):  # a neighbour past float32's largest value is inf: not a match
+            down = (low / scale).astype(np.float32) == target
+            up = ((low + 1) / scale).astype(np.float32) == target
+        frac = scaled - low
+        # Off a tie printf's rounding is ours; on one, either neighbour it may choose must read back.
+        ok = np.where(np.abs(frac - 0.5) < 1e-6, down & up, np.where(frac < 0.5, down, up))
+        idx, a, e, target = idx[ok], a[ok], e[ok], target[ok]
+        need[idx] = p
+    return need.reshape(values.shape)
+
+
+def _text_rows(chunk: np.ndarray, delimiter: str) -> list[bytes]:
+    """Each row as shortest-round-trip decimals (``%g`` at the digits :func:`_digits` finds), without line ends."""
+    n, d = chunk.shape
+    if n == 0:
         return []
-    table = pa.Table.from_arrays([pa.array(chunk[:, j]) for j in range(chunk.shape[1])],
-                                 names=[f"c{j}" for j in range(chunk.shape[1])])
-    buf = io.BytesIO()
-    pcsv.write_csv(table, buf, pcsv.WriteOptions(include_header=False, delimiter=delimiter,
-                                                 quoting_style="none"))
-    lines = buf.getvalue().split(b"\n")
-    return lines[: chunk.shape[0]]
+    # One printf format per row, "%.Pg" with each value's own P, built as bytes without a Python loop per value.
+    spec = np.frombuffer(b"%.9g" + delimiter.encode("ascii"), dtype=np.uint8)
+    formats = np.tile(spec, (n, d, 1))
+    formats[:, :, 2] = ord("0") + _digits(chunk)
+    formats = formats.reshape(n, d * spec.size)
+    rows = chunk.astype(np.float64).tolist()
+    return [formats[r].tobytes()[:-1] % tuple(rows[r]) for r in range(n)]
 
 
 def _check_strings(values: Sequence[str], forbidden: str, what: str, fmt: str, hint: str) -> None:

@@ -19,6 +19,7 @@ if str(ROOT.parent) not in sys.path:  # `streamlit run dashboard/app.py` from a 
 
 from core import access  # noqa: E402
 from core.errors import EmbedscopeError  # noqa: E402
+from core.loaders import FORMATS, UnknownFormatError  # noqa: E402
 from core.loaders._hub import hub_disabled  # noqa: E402
 from dashboard import auth, cached, state  # noqa: E402
 
@@ -76,13 +77,18 @@ def _sidebar() -> None:
                                help="e.g. lm_head.weight for the output embedding of an untied model")
         vocab = st.text_input("Vocabulary (optional)", key="open.vocab",
                               help="vocab.txt / vocab.json / tokenizer folder; for TSV, the metadata.tsv")
+        fmt = st.selectbox("Format", ["detect", *FORMATS], key="open.format",
+                           help="detect reads the file's name and first bytes; name the format when it cannot")
         if st.button("Open", key="open.go", disabled=not value, type="primary"):
             spec = state.SourceSpec(
                 kind={"Local path": "path", "Upload": "upload", "Hugging Face hub": "hub"}[kind],
                 value=value.strip(), tensor=tensor.strip() or None, vocab=vocab.strip() or None,
-                label=(Path(value).name if kind != "Hugging Face hub" else value.strip()))
+                label=(Path(value).name if kind != "Hugging Face hub" else value.strip()),
+                format=None if fmt == "detect" else fmt)
             try:
                 cached.matrix(spec)
+            except UnknownFormatError as err:
+                st.error(str(err.advise("choose it under Format above")))
             except EmbedscopeError as err:
                 st.error(str(err))
             else:

@@ -16,6 +16,7 @@ class SourceSpec:
         value: the path, upload folder or hub id ("" for the demo).
         tensor, vocab: the ``core.load`` overrides, when given.
         label: what the sidebar shows.
+        format: the ``core.load`` format, when the user named one instead of detection.
     """
 
     kind: str
@@ -23,6 +24,7 @@ class SourceSpec:
     tensor: str | None = None
     vocab: str | None = None
     label: str = ""
+    format: str | None = None
 
     @property
     def title(self) -> str:

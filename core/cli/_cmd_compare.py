@@ -6,14 +6,14 @@ import argparse
 from typing import Any
 
 from core import compare as cp
-from core.cli._common import add_json, emit, progress_bar
-from core.loaders import load
+from core.cli._common import add_format, add_json, emit, open_with, progress_bar
 from core.matrix import EmbeddingMatrix
 
 
 def _open(args: argparse.Namespace, side: str) -> EmbeddingMatrix:
-    return load(getattr(args, side), tensor=getattr(args, f"tensor_{side}", None),
-                vocab=getattr(args, f"vocab_{side}", None), limit=getattr(args, f"limit_{side}", None))
+    return open_with(args, getattr(args, side), tensor=getattr(args, f"tensor_{side}", None),
+                     vocab=getattr(args, f"vocab_{side}", None), limit=getattr(args, f"limit_{side}", None),
+                     format_dest=f"format_{side}")
 
 
 def _add_side(p: argparse.ArgumentParser, side: str, what: str) -> None:
@@ -23,6 +23,7 @@ def _add_side(p: argparse.ArgumentParser, side: str, what: str) -> None:
     p.add_argument(f"--vocab-{side}", help=f"vocabulary file or tokenizer folder for {side.upper()}")
     p.add_argument(f"--limit-{side}", type=int, metavar="N", help=f"read only the first N rows of {side.upper()} "
                    "(word2vec/GloVe)")
+    add_format(p, f"--format-{side}", f"format_{side}", side.upper())
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -57,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("a", metavar="SOURCE", help="the matrix: a model folder or file, word2vec/GloVe, .npy, ...")
     p.add_argument("--tensor", dest="tensor_a", help="tensor to read (default: the input embedding)")
     p.add_argument("--vocab", dest="vocab_a", help="vocabulary file or tokenizer folder")
+    add_format(p, "--input-format", "format_a")  # --format names what --out is written in
     p.add_argument("--formats", nargs="+", choices=cp.QUANT_FORMATS, default=list(cp.QUANT_FORMATS),
                    help="formats to measure (default: all)")
     p.add_argument("-k", type=int, default=10, help="neighbours per token for Jaccard@k (default: 10)")

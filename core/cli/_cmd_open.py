@@ -7,6 +7,7 @@ from typing import Any
 
 from core import stats
 from core.cli._common import add_json, add_source, emit, open_source
+from core.loaders import ROW_NUMBERS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +35,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     m = open_source(args)
     p = m.provenance
     payload = {"format": p.format, "path": p.path, "tensor": p.tensor, "vocab_size": len(m), "dim": m.dim,
-               "dtype": p.dtype, "has_tokenizer": m.has_tokenizer, "vocab_source": p.vocab_source,
+               "dtype": p.dtype, "has_tokenizer": m.has_tokenizer,
+               # "rows" spells it as --vocab does, whatever the loader's wording
+               "vocab_source": "rows" if p.vocab_source == ROW_NUMBERS else p.vocab_source,
                "tied": p.tied, "file_bytes": p.file_bytes, "candidates": list(p.candidates),
                "notes": list(p.notes)}
     emit(args, payload, lambda: "\n".join(f"{k:>14}: {v}" for k, v in payload.items()))

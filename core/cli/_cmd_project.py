@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("export", help="write the matrix as Projector TSV, word2vec text/binary, safetensors "
                                       "or .npy + vocab.txt")
-    add_source(p)
+    add_source(p, format_flag="--input-format")  # --format names what is written
     p.add_argument("--format", choices=ex.EXPORT_FORMATS, required=True,
                    help="projector, safetensors and npy write a folder; word2vec and word2vec-bin one file")
     p.add_argument("--out", required=True, metavar="PATH", help="the folder or file to write (must be new)")

@@ -10,20 +10,43 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from core.loaders import load
+from core.loaders import FORMATS, UnknownFormatError, load
 from core.matrix import EmbeddingMatrix
 from core.progress import ProgressFn
 
 EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
 
-def add_source(p: argparse.ArgumentParser) -> None:
-    """SOURCE and the options that say how to open it."""
+def add_source(p: argparse.ArgumentParser, format_flag: str = "--format") -> None:
+    """SOURCE and the options that say how to open it.
+
+    Args:
+        format_flag: the option naming the input format; commands whose ``--format`` names what they
+            write use ``--input-format``.
+    """
     p.add_argument("source", metavar="SOURCE", help="model folder or file, .pdparams, .npy, word2vec, "
                    "GloVe, Projector vectors.tsv, or a hub id (org/name)")
     p.add_argument("--tensor", help="tensor or key to read (default: the input embedding)")
     p.add_argument("--vocab", help="vocabulary file or tokenizer folder ('rows' for row numbers)")
     p.add_argument("--limit", type=int, help="read only the first N rows (word2vec/GloVe)")
+    add_format(p, format_flag)
+
+
+def add_format(p: argparse.ArgumentParser, flag: str = "--format", dest: str = "input_format",
+               what: str = "SOURCE") -> None:
+    """The option that names the input format instead of detecting it."""
+    p.add_argument(flag, dest=dest, choices=FORMATS, metavar="NAME",
+                   help=f"the format of {what}, instead of detecting it: {', '.join(FORMATS)}")
+    p.set_defaults(**{f"{dest}_flag": flag})
+
+
+def open_with(args: argparse.Namespace, source: str, *, tensor: str | None = None, vocab: str | None = None,
+              limit: int | None = None, format_dest: str = "input_format") -> EmbeddingMatrix:
+    """``core.load`` with this command's options; an unknown format names this command's flag."""
+    try:
+        return load(source, tensor=tensor, vocab=vocab, limit=limit, format=getattr(args, format_dest, None))
+    except UnknownFormatError as err:
+        raise err.advise(f"pass {getattr(args, f'{format_dest}_flag', '--format')} NAME") from None
 
 
 def add_json(p: argparse.ArgumentParser) -> None:
@@ -31,8 +54,8 @@ def add_json(p: argparse.ArgumentParser) -> None:
 
 
 def open_source(args: argparse.Namespace, which: str = "source") -> EmbeddingMatrix:
-    return load(getattr(args, which), tensor=getattr(args, "tensor", None),
-                vocab=getattr(args, "vocab", None), limit=getattr(args, "limit", None))
+    return open_with(args, getattr(args, which), tensor=getattr(args, "tensor", None),
+                     vocab=getattr(args, "vocab", None), limit=getattr(args, "limit", None))
 
 
 def _clean(obj: Any) -> Any:

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from core.errors import FormatError
+from core.loaders._common import ROW_NUMBERS
 from core.matrix import EmbeddingMatrix
 
 #: Names accepted by ``format=``.
@@ -20,10 +21,29 @@ FORMATS = ("huggingface", "pdparams", "npy", "word2vec-text", "word2vec-binary",
 _TORCH_SUFFIXES = {".bin", ".pth", ".pt"}
 
 
+class UnknownFormatError(FormatError):
+    """Detection found no format it knows; the message says how to name one in the caller's own terms.
+
+    Attributes:
+        path: the file that was not recognised.
+    """
+
+    def __init__(self, path: Path, how: str = "pass format=NAME") -> None:
+        self.path = path
+        super().__init__(f"{path}: not a format we know (safetensors, torch .bin/.pth, .pdparams, .npy, "
+                         f"word2vec text/binary, GloVe, Projector TSV); {how} to say which, NAME one of "
+                         f"{', '.join(FORMATS)}")
+
+    def advise(self, how: str) -> UnknownFormatError:
+        """The same error, telling how another face names the format (``"pass --format NAME"``)."""
+        return UnknownFormatError(self.path, how)
+
+
 def detect(path: Path) -> str:
     """The format of a local file or folder (one of :data:`FORMATS`).
 
     Raises:
+        UnknownFormatError: a file in no format we know.
         FormatError: nothing we can read is there.
     """
     from core.loaders import _word2vec
@@ -70,8 +90,7 @@ def detect(path: Path) -> str:
     kind = _word2vec.sniff(path)
     if kind is not None:
         return kind
-    raise FormatError(f"{path}: not a format we know (safetensors, torch .bin/.pth, .pdparams, .npy, "
-                      "word2vec text/binary, GloVe, Projector TSV); pass format= to say which")
+    raise UnknownFormatError(path)
 
 
 def resolve(source: str | os.PathLike[str]) -> Path:
@@ -158,4 +177,4 @@ def load(
     return _word2vec.load_text(path, limit=limit, fmt=fmt)
 
 
-__all__ = ["FORMATS", "detect", "load", "resolve"]
+__all__ = ["FORMATS", "ROW_NUMBERS", "UnknownFormatError", "detect", "load", "resolve"]

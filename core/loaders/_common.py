@@ -27,6 +27,10 @@ def total_bytes(paths: Iterable[Path]) -> int:
     return sum(os.stat(p).st_size for p in set(paths))
 
 
+#: ``Provenance.vocab_source`` of a matrix whose tokens are its row numbers.
+ROW_NUMBERS = "row numbers"
+
+
 def row_tokens(n: int) -> list[str]:
     """Tokens for a matrix without a vocabulary: the row numbers as strings."""
     return [str(i) for i in range(n)]
@@ -103,9 +107,11 @@ def vocab_from_tokenizer(tok: Tokenizer, rows: int) -> Vocab:
 def vocab_for(folder: Path, rows: int, vocab: str | os.PathLike[str] | None, label: str) -> Vocab:
     """Tokens (and tokenizer, when there is one) for a matrix of ``rows`` rows found in ``folder``.
 
-    Looks at ``vocab`` first, then ``tokenizer.json``/``vocab.txt``/``vocab.json`` beside the file.
-    Without any, tokens are the row numbers and a note says so.
+    Looks at ``vocab`` first (``"rows"``: the row numbers), then ``tokenizer.json``/``vocab.txt``/``vocab.json``
+    beside the file. Without any, tokens are the row numbers and a note says so.
     """
+    if vocab == "rows":
+        return row_vocab(rows, "tokens are the row numbers (vocab='rows')")
     if vocab is not None:
         vpath = Path(vocab)
         if not vpath.exists():
@@ -127,8 +133,13 @@ def vocab_for(folder: Path, rows: int, vocab: str | os.PathLike[str] | None, lab
             tokens = read_vocab_file(folder / name)
             check_count(tokens, rows, folder / name, label)
             return Vocab(tokens, None, name)
-    return Vocab(row_tokens(rows), None, "row numbers", (
-        "no vocabulary file was found, so tokens are the row numbers; pass vocab= (vocab.txt or vocab.json)",))
+    return row_vocab(rows, "no vocabulary file was found, so tokens are the row numbers; pass vocab= "
+                     "(vocab.txt, vocab.json or a tokenizer folder)")
+
+
+def row_vocab(rows: int, note: str) -> Vocab:
+    """Row numbers as tokens, with the note that says why."""
+    return Vocab(row_tokens(rows), None, ROW_NUMBERS, (note,))
 
 
 def check_count(tokens: Sequence[str], rows: int, vpath: Path, label: str) -> None:

@@ -19,7 +19,7 @@ from core.budget import check_matrix
 from core.errors import FormatError
 from core.loaders import _safetensors as st
 from core.loaders import _torch
-from core.loaders._common import Vocab, row_tokens, source_key, total_bytes, vocab_for, vocab_from_tokenizer
+from core.loaders._common import Vocab, row_vocab, source_key, total_bytes, vocab_for, vocab_from_tokenizer
 from core.matrix import EmbeddingMatrix, Provenance
 from core.tokens import HFTokenizer
 
@@ -237,7 +237,7 @@ def load_hf(path: Path, tensor: str | None = None, vocab: str | os.PathLike[str]
 def _vocab(folder: Path, rows: int, vocab: str | os.PathLike[str] | None, entry: _Entry) -> Vocab:
     label = f"tensor {entry.name!r} in {entry.file}"
     if vocab == "rows":
-        return Vocab(row_tokens(rows), None, "row numbers", ("tokens are the row numbers (vocab='rows')",))
+        return row_vocab(rows, "tokens are the row numbers (vocab='rows')")
     if vocab is not None:
         return vocab_for(folder, rows, vocab, label)
     tok = HFTokenizer.from_folder(folder)
@@ -249,6 +249,6 @@ def _vocab(folder: Path, rows: int, vocab: str | os.PathLike[str] | None, entry:
         return sentencepiece_vocab(folder / "tokenizer.model", rows)
     if (folder / "vocab.json").is_file():  # a plain vocabulary (no merges.txt): e.g. our safetensors export
         return vocab_for(folder, rows, folder / "vocab.json", label)
-    raise FormatError(f"{folder}: no tokenizer files (tokenizer.json, vocab.txt, vocab.json + merges.txt, "
-                      "tokenizer.model) beside the weights; pass vocab=PATH to name one, or vocab='rows' to "
-                      "use row numbers as tokens")
+    # As for .npy and .pdparams: open it, and say that the tokens are row numbers.
+    return row_vocab(rows, "no tokenizer files (tokenizer.json, vocab.txt, vocab.json, tokenizer.model) were "
+                           "found beside the weights, so tokens are the row numbers; pass vocab= to name one")

@@ -13,51 +13,44 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import FormatError
-from core.loaders._common import row_tokens, source_key
+from core.loaders._common import ROW_NUMBERS, row_tokens, source_key
+from core.loaders._word2vec import MAX_DIM, parse_block
 from core.matrix import EmbeddingMatrix, Provenance
 
 _TOKEN_COLUMNS = ("token", "word", "label", "name", "text")
 
 
 def _parse_vectors(path: Path) -> np.ndarray:
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
-
+    """The tab-separated floats of ``vectors.tsv``, parsed as word2vec text is."""
     data = path.read_bytes()
     if not data.strip():
         raise FormatError(f"{path}: the file is empty")
-    first = data.split(b"\n", 1)[0].rstrip(b"\r\t ")
-    d = len(first.split(b"\t"))
-    names = [f"c{i}" for i in range(d)]
-    try:
-        table = pcsv.read_csv(
-            pa.py_buffer(data),
-            read_options=pcsv.ReadOptions(column_names=names, block_size=1 << 24),
-            parse_options=pcsv.ParseOptions(delimiter="\t", quote_char=False, double_quote=False,
-                                            escape_char=False),
-            convert_options=pcsv.ConvertOptions(column_types=dict.fromkeys(names, pa.float32())),
-        )
-        out_t = np.empty((d, table.num_rows), dtype=np.float32)
-        for i in range(d):
-            col = table.column(i)
-            if col.null_count:
-                raise ValueError("empty value")
-            out_t[i] = col.to_numpy()
-    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as err:
-        for no, line in enumerate(data.split(b"\n"), start=1):
-            if not line.strip():
-                continue
-            fields = line.rstrip(b"\r").split(b"\t")
-            if len(fields) != d:
-                raise FormatError(f"{path}: line {no}: expected {d} tab-separated values (as on line 1), "
-                                  f"found {len(fields)}") from err
-            for v in fields:
-                try:
-                    float(v)
-                except ValueError:
-                    raise FormatError(f"{path}: line {no}: {v[:40]!r} is not a number") from err
-        raise FormatError(f"{path}: not a Projector vectors file ({err})") from err
-    return np.ascontiguousarray(out_t.T)
+    nl = data.find(b"\n")
+    first = data[: nl if nl >= 0 else len(data)].rstrip(b"\r\t ")
+    # Counted before splitting anything: a hostile first line can hold millions of columns.
+    d = first.count(b"\t") + 1
+    if d > MAX_DIM:
+        raise FormatError(f"{path}: line 1: {d:,} tab-separated values, more than the {MAX_DIM:,} values "
+                          "per row Embedscope reads; this is not a Projector vectors file")
+    lines = data.split(b"\n")
+    rows = [ln for ln in lines if ln and not ln.isspace()]
+    values = parse_block(rows, "\t", d) if all(ln.count(b"\t") == d - 1 for ln in rows) else None
+    if values is not None:
+        return values
+    for no, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        fields = line.rstrip(b"\r").split(b"\t")
+        if len(fields) != d:
+            raise FormatError(f"{path}: line {no}: expected {d} tab-separated values (as on line 1), "
+                              f"found {len(fields)}")
+        for v in fields:
+            try:
+                float(v)
+            except ValueError:
+                raise FormatError(f"{path}: line {no}: {v[:40]!r} is not a number") from None
+    # Python reads what numpy did not (e.g. "1_000"): parse line by line.
+    return np.asarray([[float(v) for v in ln.rstrip(b"\r").split(b"\t")] for ln in rows], dtype=np.float32)
 
 
 def _read_metadata(path: Path, rows: int, vectors_path: Path) -> tuple[list[str], dict[str, list[str]]]:
@@ -129,7 +122,7 @@ def load_tsv(path: Path, metadata: str | os.PathLike[str] | None = None) -> Embe
             notes.append(f"{repeats} labels repeat; repeats are named 'label #2', 'label #3', ...")
         source = mpath.name
     else:
-        tokens, source = row_tokens(vectors.shape[0]), "row numbers"
+        tokens, source = row_tokens(vectors.shape[0]), ROW_NUMBERS
         notes.append("no metadata.tsv was found, so tokens are the row numbers")
     prov = Provenance(format="projector-tsv", path=str(vpath), dtype="float32 (text)",
                       file_bytes=vpath.stat().st_size, vocab_source=source, notes=tuple(notes),

@@ -1,7 +1,8 @@
 """Word2Vec text (``N D`` header), GloVe text (no header), ``.vec``, and Google's binary format.
 
-Text files are parsed by Arrow's multi-threaded CSV reader (several times faster than a Python loop); when
-it rejects a file we re-scan it line by line to name the exact line and what was wrong.
+Text files: words are split off line by line and the numbers parsed by pandas' C reader in large batches
+(several times faster than a Python loop, and single-threaded); when a batch does not parse we re-scan it
+line by line to name the exact line and what was wrong.
 
 Policies, stated once:
 - Tokens are UTF-8; invalid bytes become U+FFFD and a note counts them.
@@ -11,6 +12,8 @@ Policies, stated once:
 
 from __future__ import annotations
 
+import csv
+import io
 import warnings
 from pathlib import Path
 
@@ -19,6 +22,11 @@ import numpy as np
 from core.errors import FormatError
 from core.loaders._common import source_key
 from core.matrix import EmbeddingMatrix, Provenance
+
+#: The widest vector a text or binary file may declare; wider is a broken or hostile file, not an embedding.
+MAX_DIM = 65_536
+#: Bytes of text parsed per numpy call: large enough to be fast, small enough to bound the temporary copy.
+_BATCH_BYTES = 1 << 24
 
 
 def _header(first: bytes) -> tuple[int, int] | None:
@@ -44,19 +52,29 @@ def sniff(path: Path) -> str | None:
         except ValueError:
             return None
         return "glove" if len(fields) >= 2 else None
-    _, d = hdr
     rest = head[nl + 1:]
     line_end = rest.find(b"\n")
     second = rest[: line_end if line_end >= 0 else len(rest)]
-    # A text file's second line is a word and d numbers; a binary file's bytes almost never are.
+    # A text file's second line is a word and numbers (as many as the header says, unless the header is wrong,
+    # which the text loader then reports); a binary file's bytes almost never are.
     parts = second.rstrip(b"\r").split()
     try:
-        if len(parts) == d + 1:
+        if len(parts) >= 2:
             [float(x) for x in parts[1:]]
             return "word2vec-text"
     except ValueError:
         pass
     return "word2vec-binary"
+
+
+def check_declared(path: Path, n: int, d: int) -> None:
+    """Refuse a header whose shape is empty or too wide, before anything is allocated for it."""
+    if n == 0 or d == 0:
+        raise FormatError(f"{path}: line 1: header says {n:,} rows of {d:,} values; an embedding matrix needs at "
+                          "least one row and one value per row")
+    if d > MAX_DIM:
+        raise FormatError(f"{path}: line 1: header says {n:,} rows of {d:,} values, more than the {MAX_DIM:,} "
+                          "values per row Embedscope reads; the header is wrong or this is not a vectors file")
 
 
 def _decode_tokens(raw: list[bytes], path: Path) -> tuple[list[str], int]:
@@ -109,66 +127,66 @@ def _scan_for_error(data: bytes, path: Path, d: int, first_line_no: int) -> Form
     return FormatError(f"{path}: could not be parsed as a word2vec/GloVe text file")
 
 
-def _parse_slow(data: bytes, path: Path, d: int, first_line_no: int) -> tuple[list[bytes], np.ndarray]:
-    """Line-by-line parse for what Arrow rejects but Python reads (``inf``, ``nan`` spellings)."""
+def _parse_slow(lines: list[bytes], path: Path, d: int, data: bytes, first_line_no: int
+                ) -> tuple[list[bytes], np.ndarray]:
+    """Line-by-line parse for what numpy's reader rejects but Python reads (``1_000``, odd spellings)."""
     raw: list[bytes] = []
     rows: list[list[float]] = []
-    for line in data.split(b"\n"):
-        if not line.strip():
-            continue
-        fields = line.rstrip(b"\r").rstrip(b" ").split(b" ")
-        if len(fields) != d + 1:
-            raise _scan_for_error(data, path, d, first_line_no)
-        raw.append(fields[0])
-        rows.append([float(v) for v in fields[1:]])
+    try:
+        for line in lines:
+            fields = line.rstrip(b"\r").rstrip(b" ").split(b" ")
+            if len(fields) != d + 1:
+                raise ValueError(line)
+            raw.append(fields[0])
+            rows.append([float(v) for v in fields[1:]])
+    except ValueError:
+        raise _scan_for_error(data, path, d, first_line_no) from None
     return raw, np.asarray(rows, dtype=np.float32).reshape(len(rows), d)
 
 
 def _parse_text(data: bytes, path: Path, d: int, first_line_no: int) -> tuple[list[bytes], np.ndarray]:
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
+    """Words split off line by line; the numbers of a batch of lines parsed in one call of pandas' C reader."""
+    lines = [ln for ln in data.split(b"\n") if ln and not ln.isspace()]
+    out = np.empty((len(lines), d), dtype=np.float32)
+    raw: list[bytes] = []
+    step = max(1, _BATCH_BYTES // max(1, len(lines[0]) if lines else 1))
+    for s in range(0, len(lines), step):
+        batch = lines[s:s + step]
+        parts = [ln.partition(b" ") for ln in batch]
+        rests = [p[2] for p in parts]
+        # A line of exactly d values has d-1 spaces after its word; anything else is checked slowly.
+        for i in [i for i, r in enumerate(rests) if r.count(b" ") != d - 1]:
+            rests[i] = rests[i].rstrip(b"\r").rstrip(b" ")  # word2vec's C tool ends lines with a space
+            if rests[i].count(b" ") != d - 1:
+                raise _scan_for_error(data, path, d, first_line_no)
+        block = parse_block(rests, " ", d)
+        if block is None:
+            words, block = _parse_slow(batch, path, d, data, first_line_no)
+            raw.extend(words)
+        else:
+            raw.extend(p[0] for p in parts)
+        out[s:s + len(batch)] = block
+    return raw, out
 
-    if not data.strip():
-        return [], np.zeros((0, d), dtype=np.float32)
-    nl = data.find(b"\n")
-    first = data[: nl if nl >= 0 else len(data)].rstrip(b"\r")
-    trailing = first.endswith(b" ")
-    ncols = d + 1 + (1 if trailing else 0)
-    names = [f"c{i}" for i in range(ncols)]
-    types: dict[str, pa.DataType] = {"c0": pa.binary()}
-    types.update({f"c{i}": pa.float32() for i in range(1, d + 1)})
-    if trailing:
-        types[names[-1]] = pa.string()
+
+def parse_block(lines: list[bytes], sep: str, d: int) -> np.ndarray | None:
+    """Lines of ``d`` numbers separated by ``sep`` as an (n, d) float32 array; None when any does not parse.
+
+    pandas' C reader: single-threaded (Arrow's threaded CSV reader aborted the process at exit once torch was
+    loaded: "terminate called without an active exception") and twice as fast as numpy's text parsing.
+    """
+    import pandas as pd
+
+    if not lines:
+        return np.empty((0, d), dtype=np.float32)
     try:
-        table = pcsv.read_csv(
-            pa.py_buffer(data),
-            read_options=pcsv.ReadOptions(column_names=names, block_size=1 << 24),
-            parse_options=pcsv.ParseOptions(delimiter=" ", quote_char=False, double_quote=False,
-                                            escape_char=False, newlines_in_values=False),
-            convert_options=pcsv.ConvertOptions(column_types=types, strings_can_be_null=False,
-                                                quoted_strings_can_be_null=False),
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
-        try:
-            return _parse_slow(data, path, d, first_line_no)
-        except ValueError:
-            raise _scan_for_error(data, path, d, first_line_no) from err
-    if trailing and table.column(names[-1]).null_count == 0:
-        extra = table.column(names[-1])
-        if any(v for v in extra.to_pylist()[:1000]):
-            raise _scan_for_error(data, path, d, first_line_no)
-    n = table.num_rows
-    out_t = np.empty((d, n), dtype=np.float32)
-    for i in range(d):
-        col = table.column(i + 1)
-        if col.null_count:  # Arrow reads "nan" as a missing value: let the line parser decide
-            try:
-                return _parse_slow(data, path, d, first_line_no)
-            except ValueError:
-                raise _scan_for_error(data, path, d, first_line_no) from None
-        out_t[i] = col.to_numpy()
-    raw = table.column(0).to_pylist()
-    return raw, np.ascontiguousarray(out_t.T)
+        frame = pd.read_csv(io.BytesIO(b"\n".join(lines)), sep=sep, header=None, dtype=np.float32, engine="c",
+                            na_filter=False, quoting=csv.QUOTE_NONE, skip_blank_lines=False)
+    except (ValueError, pd.errors.ParserError):
+        return None
+    if frame.shape != (len(lines), d):
+        return None
+    return np.ascontiguousarray(frame.to_numpy(dtype=np.float32))
 
 
 def _limit_bytes(data: bytes, start: int, limit: int | None) -> bytes:
@@ -194,12 +212,14 @@ def load_text(path: Path, limit: int | None = None, fmt: str | None = None) -> E
     if hdr is not None:
         n_header, d = hdr
         start, first_no, kind = (nl + 1 if nl >= 0 else len(data)), 2, "word2vec-text"
-        if d == 0:
-            raise FormatError(f"{path}: line 1: header says {n_header} rows of dimension 0")
+        check_declared(path, n_header, d)
     else:
         n_header = None
-        fields = first.rstrip(b"\r").rstrip(b" ").split(b" ")
-        d = len(fields) - 1
+        # Counted before splitting: a hostile first line can hold millions of fields.
+        d = first.rstrip(b"\r").rstrip(b" ").count(b" ")
+        if d > MAX_DIM:
+            raise FormatError(f"{path}: line 1: a word and {d:,} values, more than the {MAX_DIM:,} values per row "
+                              "Embedscope reads; this is not a GloVe vectors file")
         if d < 1:
             raise FormatError(f"{path}: line 1: expected a word followed by numbers (GloVe) or a 'N D' header")
         start, first_no, kind = 0, 1, "glove"
@@ -230,10 +250,13 @@ def load_binary(path: Path, limit: int | None = None) -> EmbeddingMatrix:
     if hdr is None:
         raise FormatError(f"{path}: line 1: expected a 'N D' header for the binary word2vec format")
     n, d = hdr
+    check_declared(path, n, d)
     if limit is not None:
         n = min(n, limit)
     width = 4 * d
-    out = np.empty((n, d), dtype=np.float32)
+    # Allocate only what the file can hold (every row takes a space and d float32 values): a header that
+    # declares more is reported as truncated at the first missing vector, not as a failed allocation.
+    out = np.empty((min(n, (len(data) - nl - 1) // (width + 1)), d), dtype=np.float32)
     raw: list[bytes] = []
     pos = nl + 1
     size = len(data)
@@ -241,7 +264,7 @@ def load_binary(path: Path, limit: int | None = None) -> EmbeddingMatrix:
         while pos < size and data[pos] in (10, 13):  # the optional newline after a vector
             pos += 1
         sp = data.find(b" ", pos, pos + 100_000)
-        if sp < 0 or sp + 1 + width > size:
+        if sp < 0 or sp + 1 + width > size or i >= len(out):
             raise FormatError(f"{path}: vector {i + 1} of {hdr[0]} (byte {pos}) is truncated; the header "
                               "promises more vectors than the file holds")
         raw.append(data[pos:sp])

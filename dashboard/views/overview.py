@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from core import charts
+from core.loaders import ROW_NUMBERS
 from dashboard import cached
 from dashboard.ui import current_matrix
 
@@ -15,7 +16,8 @@ m = current_matrix()
 p = m.provenance
 key = cached.key_of(m)
 st.title("Overview")
-st.caption(f"{m.shape[0]:,} tokens × {m.dim} dimensions · {p.format}")
+st.caption(f"{m.shape[0]:,} tokens × {m.dim} dimensions · {p.format}"
+           + (" · tokens are row numbers (no vocabulary was found or given)" if p.vocab_source == ROW_NUMBERS else ""))
 
 left, right = st.columns([3, 2])
 with left:
