@@ -16,6 +16,7 @@ A tour:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from core.errors import (
     Cancelled,
@@ -27,9 +28,27 @@ from core.errors import (
     TokenNotFound,
     UnsafeFileError,
 )
-from core.loaders import FORMATS, load
-from core.matrix import EmbeddingMatrix, Provenance
-from core.tokens import Piece
+
+if TYPE_CHECKING:
+    from core.loaders import FORMATS, load
+    from core.matrix import EmbeddingMatrix, Provenance
+    from core.tokens import Piece
+
+#: Names served on first use, so that ``import core.cli`` (the command line's start) does not pay for numpy and
+#: the tokenizers library before it knows which command runs.
+_LAZY = {"FORMATS": "core.loaders", "load": "core.loaders", "EmbeddingMatrix": "core.matrix",
+         "Provenance": "core.matrix", "Piece": "core.tokens"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'core' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def demo_path() -> Path:

@@ -23,7 +23,7 @@ import pytest
 
 TEXT_FORMATS = ("word2vec-text", "glove")
 FORMAT_NAMES = ("huggingface", "safetensors", "npy", "pdparams", "word2vec-text", "word2vec-binary", "glove",
-                "projector-tsv")
+                "projector-tsv", "gguf", "onnx")
 
 
 def _run_all(runs: list[tuple[list[str], Path]]) -> list[tuple[int, list[str]]]:
@@ -72,6 +72,26 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, li
     np.savetxt(d / "tsv" / "vectors.tsv", vectors, delimiter="\t")
     (d / "tsv" / "metadata.tsv").write_text("".join(f"{w}\n" for w in words), encoding="utf-8")
     out["projector-tsv"] = (str(d / "tsv"), words[:4])
+    import gguf
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx import save as onnx_save
+
+    w = gguf.GGUFWriter(str(d / "emb.gguf"), "llama")
+    w.add_token_list(words)
+    w.add_tensor("token_embd.weight", gguf.quantize(np.repeat(vectors, 4, axis=1), gguf.GGMLQuantizationType.Q8_0),
+                 raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    out["gguf"] = (str(d / "emb.gguf"), words[:4])
+    ids = helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, 2])
+    hidden = helper.make_tensor_value_info("h", TensorProto.FLOAT, [1, 2, 8])
+    graph = helper.make_graph([helper.make_node("Gather", ["embed.weight", "input_ids"], ["h"])], "g", [ids],
+                              [hidden], [numpy_helper.from_array(vectors, "embed.weight")])
+    (d / "onnx").mkdir()
+    onnx_save(helper.make_model(graph), str(d / "onnx" / "model.onnx"))
+    out["onnx"] = (str(d / "onnx"), rows)
     try:
         import paddle
     except ImportError:
@@ -146,6 +166,13 @@ def test_text_formats_exit_0_every_time(sources: dict[str, tuple[str, list[str]]
     _check(_run_all(runs), runs)
 
 
+def test_every_format_opens_in_a_fresh_process(sources: dict[str, tuple[str, list[str]]], tmp_path: Path) -> None:
+    runs = _grid(sources, tmp_path, FORMAT_NAMES, ("info", "lookup", "stats"), 1)
+    _check(_run_all(runs), runs)
+
+
+# The whole grid starts torch, numba and UMAP in 140 processes: minutes on 2 cores, so nightly (make test-all).
+@pytest.mark.slow
 def test_every_command_on_every_format_exits_0(sources: dict[str, tuple[str, list[str]]], tmp_path: Path) -> None:
     runs = _grid(sources, tmp_path, FORMAT_NAMES, None, 1)
     _check(_run_all(runs), runs)

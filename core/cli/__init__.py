@@ -10,28 +10,62 @@ import argparse
 import importlib
 import io
 import os
-import pkgutil
 import re
 import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from core.cli._common import EXIT_ERROR, fail
+from core.cli._exit import EXIT_ERROR
 from core.errors import EmbedscopeError
 
+#: Every command, the module that defines it and its one-line help. Only the module of the command being run
+#: is imported (each pulls in what its work needs: torch, pandas, umap...), so ``embedscope info`` and
+#: ``embedscope --help`` start at once; a test checks this table against the modules' own parsers.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("_cmd_open", "format, tensor, vocabulary size, dim, dtype"),
+    "lookup": ("_cmd_open", "text → tokenizer pieces → ids → vectors"),
+    "stats": ("_cmd_open", "mean, std, min, max, row norms"),
+    "neighbors": ("_cmd_similarity", "nearest tokens to a token, a text or a formula such as 'king - man + woman'"),
+    "neighbours": ("_cmd_similarity", "the same as neighbors"),
+    "analogy": ("_cmd_similarity", "solve 'king - man + woman' by 3CosAdd (add) or 3CosMul (mul)"),
+    "similarity": ("_cmd_similarity", "cosine similarity between every pair of a few words or texts"),
+    "doesnt-match": ("_cmd_similarity", "which word of a list doesn't belong (furthest from the mean)"),
+    "evaluate": ("_cmd_similarity", "word-analogy accuracy and word-pair correlations (gensim's numbers)"),
+    "project": ("_cmd_project", "PCA, t-SNE or UMAP to 2-D/3-D; writes token,id,x,y[,z] as CSV"),
+    "export": ("_cmd_project", "write the matrix as Projector TSV, word2vec text/binary, safetensors or npy"),
+    "audit": ("_cmd_audit", "health audit: damage, duplicates, under-trained tokens, anisotropy, ..."),
+    "gate": ("_cmd_gate", "release gate: audit + comparison with the last release + quantised copy"),
+    "compare": ("_cmd_compare", "what moved between A and B: aligned drift, Jaccard@k of neighbourhoods"),
+    "quantize": ("_cmd_compare", "drift and Jaccard@k of fp16, bf16 and int8 copies of a matrix"),
+    "finetune": ("_cmd_finetune", "fine-tune a matrix on a corpus (sgns) or labelled texts (classify)"),
+}
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full parser, with every command module's subcommands."""
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser: ``command``'s module registers its real subcommands; every other command is listed by name
+    and help only (None: every module registers, as the tests and docs want)."""
     parser = argparse.ArgumentParser(
         prog="embedscope",
         description="Look inside embedding matrices: open, inspect, compare, audit, fine-tune.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    pkg = importlib.import_module("core.cli")
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
-        if info.name.startswith("_cmd_"):
-            importlib.import_module(f"core.cli.{info.name}").register(sub)
+    wanted = {m for m, _ in COMMANDS.values()} if command is None else (
+        {COMMANDS[command][0]} if command in COMMANDS else set())
+    for module in sorted(wanted):
+        importlib.import_module(f"core.cli.{module}").register(sub)
+    registered = set(sub.choices)
+    for name, (_, text) in COMMANDS.items():
+        if name not in registered:
+            sub.add_parser(name, help=text, add_help=False)
     return parser
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The first argument that is not an option: the command, when it is one we know."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,7 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(argv: Sequence[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _command_of(argv)
+    args = build_parser(command if command is not None else "").parse_args(argv)
+    from core.cli._common import fail  # after parsing: --help never loads the readers
     try:
         code = int(args.func(args) or 0)
     except EmbedscopeError as err:

@@ -10,11 +10,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from core.cli._exit import EXIT_ERROR, EXIT_FAIL, EXIT_OK
 from core.loaders import FORMATS, UnknownFormatError, load
 from core.matrix import EmbeddingMatrix
 from core.progress import ProgressFn
 
-EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+__all__ = ["EXIT_ERROR", "EXIT_FAIL", "EXIT_OK"]
 
 
 def add_source(p: argparse.ArgumentParser, format_flag: str = "--format") -> None:
