@@ -117,18 +117,6 @@ def test_neighbourhood_matches_brute_force(demo: core.EmbeddingMatrix, demo_weig
     assert pj.colour(demo, sel, "query").values == sel.groups
 
 
-def test_fallback_cosine_topk_matches_brute_force(demo: core.EmbeddingMatrix, demo_weights: np.ndarray) -> None:
-    from sklearn.neighbors import NearestNeighbors
-
-    allowed = np.arange(0, len(demo), 3)
-    queries = demo_weights[[demo.get_index("king"), demo.get_index("red")]]
-    ids, sims = pj._cosine_topk(demo, queries, 8, allowed)
-    nn = NearestNeighbors(n_neighbors=8, metric="cosine", algorithm="brute").fit(demo_weights[allowed])
-    dist, pos = nn.kneighbors(queries)
-    assert np.array_equal(ids, allowed[pos])
-    np.testing.assert_allclose(sims, 1 - dist, atol=1e-5)
-
-
 def test_neighbourhood_of_a_missing_word(demo: core.EmbeddingMatrix) -> None:
     with pytest.raises(TokenNotFound):
         pj.select(demo, SelectionConfig(sampling="neighbours", queries=("🦜",), k=5))

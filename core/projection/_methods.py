@@ -1,0 +1,206 @@
+"""The methods: PCA, t-SNE (openTSNE), UMAP (umap-learn) and custom semantic axes, run by :func:`project`."""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+
+from core.errors import ParameterError
+from core.matrix import EmbeddingMatrix
+from core.progress import CancelFn, ProgressFn, Reporter
+from core.projection._config import METHOD_NAMES, Projection, ProjectionConfig
+from core.projection._selection import Selection, _readonly
+
+
+def _rows(m: EmbeddingMatrix, selection: Selection) -> np.ndarray:
+    """The selected rows as float32; the matrix itself (no copy) when every row is selected in order."""
+    idx = selection.indices
+    if idx.shape[0] == len(m) and (idx.shape[0] == 0 or (idx[0] == 0 and np.all(np.diff(idx) == 1))):
+        return np.asarray(m.vectors)
+    return np.asarray(m.vectors[idx], dtype=np.float32)
+
+
+#: Up to this many dimensions PCA eigen-decomposes the covariance (exact, and fast for any row count);
+#: wider matrices use scikit-learn's randomized SVD.
+_EXACT_PCA_DIMS = 2048
+
+
+def _pca(x: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.decomposition import PCA
+
+    # scikit-learn's "auto" picks a randomized (approximate) solver for e.g. 3,000 × 384; the covariance route
+    # is exact and costs one d × d product, so use it wherever d is modest.
+    solver = "covariance_eigh" if x.shape[1] <= _EXACT_PCA_DIMS and x.shape[0] > 1 else "auto"
+    pca = PCA(n_components=n, random_state=seed, svd_solver=solver)
+    coords = pca.fit_transform(x)
+    return np.asarray(coords, dtype=np.float32), np.asarray(pca.explained_variance_ratio_, dtype=np.float64)
+
+
+def _reduce(x: np.ndarray, c: ProjectionConfig) -> tuple[np.ndarray, float | None]:
+    n = min(c.pre_pca, x.shape[0], x.shape[1])
+    if n >= x.shape[1]:
+        return np.asarray(x, dtype=np.float32), None
+    z, ratio = _pca(x, n, c.seed)
+    return z, float(ratio.sum())
+
+
+def _tsne(z: np.ndarray, c: ProjectionConfig, report: Reporter) -> tuple[np.ndarray, list[str]]:
+    import openTSNE
+
+    n = z.shape[0]
+    every = 25
+    early, main = 250, 500
+    total_calls = (early + main) // every
+    calls = [0]
+
+    def callback(iteration: int, error: float, embedding: np.ndarray) -> bool:
+        calls[0] += 1
+        report(0.25 + 0.75 * min(calls[0] / total_calls, 1.0), f"t-SNE: {calls[0] * every} of {early + main} "
+               "iterations")
+        return False
+
+    # 3-D needs Barnes-Hut (the FFT method is for 1-D and 2-D); exact neighbours are faster on small sets,
+    # and annoy avoids pynndescent's long first-call compile.
+    tsne = openTSNE.TSNE(
+        n_components=c.dims, perplexity=c.perplexity, metric=c.metric, random_state=c.seed, n_jobs=c.n_jobs,
+        neighbors="exact" if n < 1000 else "annoy",
+        negative_gradient_method="bh" if c.dims == 3 else "auto",
+        early_exaggeration_iter=early, n_iter=main, callbacks=callback, callbacks_every_iters=every,
+    )
+    report(0.1, "t-SNE: nearest neighbours and affinities")
+    emb = tsne.fit(np.asarray(z, dtype=np.float64))
+    notes = ["t-SNE distances between clusters are not meaningful; only neighbourhoods are"]
+    return np.asarray(emb, dtype=np.float32), notes
+
+
+#: UMAP finds neighbours exactly (one blocked matrix product) between these sizes: below, it does so itself;
+#: above, pynndescent's approximate search is cheaper than n² distances.
+_EXACT_KNN = (4096, 50_000)
+
+
+def _umap(z: np.ndarray, c: ProjectionConfig, report: Reporter) -> tuple[np.ndarray, list[str]]:
+    import umap
+
+    n = z.shape[0]
+    knn: tuple[np.ndarray, np.ndarray] | None = None
+    if _EXACT_KNN[0] <= n <= _EXACT_KNN[1]:
+        from sklearn.neighbors import NearestNeighbors
+
+        # Exact neighbours by brute force beat pynndescent here: seconds instead of its compile and search.
+        report(0.15, f"UMAP: the {c.n_neighbors} nearest neighbours of each of {n:,} points")
+        nn = NearestNeighbors(n_neighbors=c.n_neighbors, metric=c.metric, algorithm="brute", n_jobs=c.n_jobs)
+        dist, idx = nn.fit(z).kneighbors(z)
+        knn = (np.ascontiguousarray(idx, dtype=np.int32), np.ascontiguousarray(dist, dtype=np.float32))
+    report(0.3, "UMAP: fuzzy graph and layout (UMAP reports no progress inside; it stops only between steps)")
+    reducer = umap.UMAP(n_components=c.dims, n_neighbors=c.n_neighbors, min_dist=c.min_dist, metric=c.metric,
+                        random_state=c.seed, n_jobs=1, precomputed_knn=knn if knn is not None else (None, None, None))
+    with warnings.catch_warnings():
+        # umap warns that a seed forces one thread, that a precomputed graph has no search index (we never
+        # call transform), and about spectral fallbacks on tiny sets.
+        warnings.simplefilter("ignore")
+        emb = reducer.fit_transform(np.asarray(z, dtype=np.float32))
+    notes = ["UMAP lays points out on one thread so that the seed reproduces the layout"]
+    if knn is not None:
+        notes.append("neighbours were found exactly (brute force), not approximately")
+    return np.asarray(emb, dtype=np.float32), notes
+
+
+def _axis(m: EmbeddingMatrix, pair: tuple[str, str], name: str) -> tuple[np.ndarray, str]:
+    a, b = (w.strip() for w in pair)
+    va, _ = m.text_vector(a, strict=True)
+    vb, _ = m.text_vector(b, strict=True)
+    d = np.asarray(vb, dtype=np.float64) - np.asarray(va, dtype=np.float64)
+    size = float(np.linalg.norm(d))
+    if not np.isfinite(size) or size == 0.0:
+        raise ParameterError(f"{name}: {a!r} and {b!r} have the same vector, so there is no direction; "
+                             "choose two different words")
+    return d / size, f"cos(·, {b} − {a})"
+
+
+def _axes(m: EmbeddingMatrix, x: np.ndarray, rows: np.ndarray, c: ProjectionConfig,
+          report: Reporter) -> tuple[np.ndarray, tuple[str, ...]]:
+    assert c.axis_x is not None
+    dirs = [_axis(m, c.axis_x, "axis_x")]
+    if c.axis_y is not None:
+        dirs.append(_axis(m, c.axis_y, "axis_y"))
+    report(0.3, "custom axes: cosine with each direction")
+    norms = np.asarray(m.norms[rows], dtype=np.float64)
+    norms[norms == 0] = np.inf
+    cols = [(np.asarray(x @ d.astype(np.float32), dtype=np.float64) / norms) for d, _ in dirs]
+    titles = [t for _, t in dirs]
+    rest = c.dims - len(cols)
+    if rest > 0:
+        # PCA of what the given directions leave: project them out (Gram-Schmidt) first.
+        basis: list[np.ndarray] = []
+        for d, _ in dirs:
+            v = d - sum((d @ b) * b for b in basis) if basis else d
+            nv = float(np.linalg.norm(v))
+            if nv > 1e-9:
+                basis.append(v / nv)
+        resid = np.asarray(x, dtype=np.float32).copy()
+        for b in basis:
+            b32 = b.astype(np.float32)
+            resid -= np.outer(resid @ b32, b32)
+        report(0.6, "custom axes: PCA of the rest")
+        pcs, _ = _pca(resid, rest, c.seed)
+        cols.extend(pcs[:, j].astype(np.float64) for j in range(rest))
+        what = "x" if len(dirs) == 1 else "x and y"
+        titles.extend(f"PC{j + 1} of what {what} leave{'s' if len(dirs) == 1 else ''}" for j in range(rest))
+    return np.stack(cols, axis=1).astype(np.float32), tuple(titles)
+
+
+def project(m: EmbeddingMatrix, selection: Selection, config: ProjectionConfig, *,
+            progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> Projection:
+    """Project the selected rows to 2-D or 3-D.
+
+    Args:
+        m: the matrix.
+        selection: from :func:`select`.
+        config: method and parameters; validated before any work starts.
+        progress, cancel: see :mod:`core.progress`.
+
+    Raises:
+        ParameterError: a config field is out of range for this selection (named in the message).
+        TokenNotFound: a custom-axis word is not in the vocabulary.
+        Cancelled: the cancel check said stop.
+    """
+    c = config
+    c.validate(len(selection), m.dim)
+    report = Reporter(progress, cancel)
+    if c.method == "axes":  # look the words up before any work, so a typo fails at once
+        assert c.axis_x is not None
+        for pair in (c.axis_x, c.axis_y):
+            for w in pair or ():
+                m.text_vector(w.strip(), strict=True)
+    t0 = time.perf_counter()
+    report(0.0, f"{METHOD_NAMES[c.method]}: reading {len(selection):,} rows")
+    x = _rows(m, selection)
+    notes: list[str] = []
+    explained: np.ndarray | None = None
+    pre: float | None = None
+    pre_dims: int | None = None
+    if c.method == "pca":
+        report(0.1, "PCA")
+        n = min(max(c.dims, 10), x.shape[0], x.shape[1])
+        coords, explained = _pca(x, n, c.seed)
+        coords = coords[:, : c.dims]
+        titles: tuple[str, ...] = tuple(f"PC{j + 1} ({explained[j]:.1%})" for j in range(c.dims))
+    elif c.method == "axes":
+        coords, titles = _axes(m, x, selection.indices, c, report)
+    else:
+        report(0.02, f"PCA to {min(c.pre_pca, x.shape[1])} dimensions")
+        z, pre = _reduce(x, c)
+        pre_dims = z.shape[1] if pre is not None else None
+        report(0.1, f"{METHOD_NAMES[c.method]} on {z.shape[0]:,} points")
+        coords, more = (_tsne if c.method == "tsne" else _umap)(z, c, report)
+        notes.extend(more)
+        titles = tuple(f"{METHOD_NAMES[c.method]} {j + 1}" for j in range(c.dims))
+    coords = np.ascontiguousarray(coords, dtype=np.float32)
+    report(1.0, "done")
+    if explained is not None:
+        explained.setflags(write=False)
+    return Projection(_readonly(coords), selection, c, titles, explained, pre,
+                      pre_dims, time.perf_counter() - t0, tuple(notes))
+
