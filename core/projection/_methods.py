@@ -25,17 +25,57 @@ def _rows(m: EmbeddingMatrix, selection: Selection) -> np.ndarray:
 #: Up to this many dimensions PCA eigen-decomposes the covariance (exact, and fast for any row count);
 #: wider matrices use scikit-learn's randomized SVD.
 _EXACT_PCA_DIMS = 2048
+#: Rows per block of the covariance pass: a 64k × 640 float32 block is 160 MiB of temporary memory.
+_PCA_BLOCK_VALUES = 1 << 25
 
 
 def _pca(x: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.decomposition import PCA
+    """The first ``n`` principal components of the rows of ``x``: (coordinates float32, variance ratios)."""
+    if x.shape[1] > _EXACT_PCA_DIMS or x.shape[0] < 2:
+        from sklearn.decomposition import PCA
 
-    # scikit-learn's "auto" picks a randomized (approximate) solver for e.g. 3,000 × 384; the covariance route
-    # is exact and costs one d × d product, so use it wherever d is modest.
-    solver = "covariance_eigh" if x.shape[1] <= _EXACT_PCA_DIMS and x.shape[0] > 1 else "auto"
-    pca = PCA(n_components=n, random_state=seed, svd_solver=solver)
-    coords = pca.fit_transform(x)
-    return np.asarray(coords, dtype=np.float32), np.asarray(pca.explained_variance_ratio_, dtype=np.float64)
+        pca = PCA(n_components=n, random_state=seed)
+        coords = pca.fit_transform(x)
+        return np.asarray(coords, dtype=np.float32), np.asarray(pca.explained_variance_ratio_, dtype=np.float64)
+    return _pca_covariance(x, n)
+
+
+def _pca_covariance(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact PCA through the d × d covariance, built block by block.
+
+    scikit-learn's covariance solver does the same maths on a full float copy of the rows; here each block is
+    centred in float32 and added by BLAS's symmetric rank-k update (half the work of a general product), so a
+    262,144 × 640 matrix costs one pass, 160 MiB of temporary memory and no copy of the table.
+    """
+    from scipy.linalg import blas
+
+    rows, d = x.shape
+    step = max(1, _PCA_BLOCK_VALUES // d)
+    total = np.zeros(d, dtype=np.float64)
+    for s in range(0, rows, step):
+        total += np.asarray(x[s:s + step], dtype=np.float32).sum(axis=0, dtype=np.float64)
+    mean = total / rows
+    mean32 = mean.astype(np.float32)
+    gram = np.zeros((d, d), dtype=np.float64)
+    for s in range(0, rows, step):
+        block = np.asarray(x[s:s + step], dtype=np.float32) - mean32
+        # The transpose of a C-ordered block is a Fortran-ordered d × rows view: syrk takes it without a copy.
+        gram += blas.ssyrk(1.0, block.T, trans=0, lower=0)
+    gram = np.triu(gram) + np.triu(gram, 1).T
+    values, vectors = np.linalg.eigh(gram)
+    order = np.argsort(values)[::-1][:n]
+    values = np.clip(values, 0.0, None)
+    components = vectors[:, order]
+    # scikit-learn's sign convention (svd_flip on the components): the largest loading of each is positive.
+    signs = np.sign(components[np.argmax(np.abs(components), axis=0), np.arange(n)])
+    signs[signs == 0] = 1.0
+    components = (components * signs).astype(np.float32)
+    coords = np.empty((rows, n), dtype=np.float32)
+    for s in range(0, rows, step):
+        coords[s:s + step] = (np.asarray(x[s:s + step], dtype=np.float32) - mean32) @ components
+    whole = float(values.sum())
+    ratios = values[order] / whole if whole > 0 else np.zeros(n, dtype=np.float64)
+    return coords, np.asarray(ratios, dtype=np.float64)
 
 
 def _reduce(x: np.ndarray, c: ProjectionConfig) -> tuple[np.ndarray, float | None]:
