@@ -35,8 +35,9 @@ from core.projection._colour import (
     search,
 )
 from core.projection._config import METHOD_NAMES, METHODS, METRICS, Projection, ProjectionConfig
-from core.projection._methods import project
+from core.projection._methods import available_memory, check_memory, memory_needed, project
 from core.projection._selection import SAMPLINGS, Selection, SelectionConfig, select
+from core.projection._store import CACHE_ENV, Job, ProjectionJobs, ProjectionStore, cache_root
 
 #: Above this many points a 2-D view of every point is drawn with WebGL (plotly's ``scattergl``) instead of
 #: one SVG mark per point; the binned density stays an option at any size.
@@ -44,22 +45,30 @@ BROWSER_MAX_POINTS = 50_000
 
 __all__ = [
     "BROWSER_MAX_POINTS",
+    "CACHE_ENV",
     "FREQUENCY_BUCKETS",
     "METHODS",
     "METHOD_NAMES",
     "METRICS",
     "SAMPLINGS",
     "Colouring",
+    "Job",
     "Neighbourhood",
     "Projection",
     "ProjectionConfig",
+    "ProjectionJobs",
+    "ProjectionStore",
     "Selection",
     "SelectionConfig",
+    "available_memory",
+    "cache_root",
+    "check_memory",
     "colour",
     "colour_options",
     "density",
     "frequency_buckets",
     "highlight_column",
+    "memory_needed",
     "points_in_box",
     "project",
     "search",

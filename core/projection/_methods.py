@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import os
+import re
 import time
 import warnings
 
@@ -14,12 +17,82 @@ from core.projection._config import METHOD_NAMES, Projection, ProjectionConfig
 from core.projection._selection import Selection, _readonly
 
 
+def _is_whole(m: EmbeddingMatrix, selection: Selection) -> bool:
+    idx = selection.indices
+    return bool(idx.shape[0] == len(m) and (idx.shape[0] == 0 or (idx[0] == 0 and np.all(np.diff(idx) == 1))))
+
+
 def _rows(m: EmbeddingMatrix, selection: Selection) -> np.ndarray:
     """The selected rows as float32; the matrix itself (no copy) when every row is selected in order."""
     idx = selection.indices
-    if idx.shape[0] == len(m) and (idx.shape[0] == 0 or (idx[0] == 0 and np.all(np.diff(idx) == 1))):
+    if _is_whole(m, selection):
         return np.asarray(m.vectors)
     return np.asarray(m.vectors[idx], dtype=np.float32)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine can still give (Linux's MemAvailable), or None where it cannot tell."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def memory_needed(points: int, dim: int, config: ProjectionConfig, *, whole: bool = False) -> int:
+    """About how many bytes projecting ``points`` rows of ``dim`` dimensions takes at its peak.
+
+    A rough upper estimate from what each step holds: the float32 copy of the selected rows (none when every
+    row is projected in order), PCA's blocks and coordinates, and for t-SNE/UMAP the reduced rows, the
+    neighbour graph and the layout.
+    """
+    c = config
+    rows = 0 if whole else points * dim * 4
+    block = min(points, max(1, _PCA_BLOCK_VALUES // max(1, dim))) * dim * 4
+    pca = 2 * block + points * 10 * 4 + dim * dim * 16
+    if c.method in ("pca", "axes"):
+        return rows + pca + (points * dim * 4 if c.method == "axes" and c.dims > 2 else 0)
+    reduced = points * min(c.pre_pca, dim) * 4 * 2
+    # UMAP: pynndescent's heaps, the kNN arrays and the fuzzy graph (COO); t-SNE: affinities and annoy's index.
+    per = c.n_neighbors * 64 if c.method == "umap" else int(3 * c.perplexity + 1) * 48
+    graph = points * per
+    return rows + pca + reduced + graph + points * c.dims * 8
+
+
+def check_memory(points: int, dim: int, config: ProjectionConfig, *, whole: bool = False,
+                 available: int | None = None) -> None:
+    """Refuse a projection the machine cannot hold, saying what it needs and how many points would fit.
+
+    Args:
+        available: free bytes; by default :func:`available_memory` (no check where the system does not say).
+
+    Raises:
+        ParameterError: the estimate of :func:`memory_needed` exceeds what is available.
+    """
+    free = available_memory() if available is None else available
+    if free is None:
+        return
+    need = memory_needed(points, dim, config, whole=whole)
+    if need <= free:
+        return
+    lo, hi = 0, points  # the most points that fit: memory_needed grows with the points
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if memory_needed(mid, dim, config, whole=whole) <= free:
+            lo = mid
+        else:
+            hi = mid - 1
+    fits = lo
+    raise ParameterError(
+        f"sample: {METHOD_NAMES[config.method]} of {points:,} points × {dim:,} dimensions needs about "
+        f"{need / 2**30:.1f} GiB of memory and this machine has {free / 2**30:.1f} GiB free; choose a sample of "
+        f"at most about {fits:,} points, or run it on a machine with more memory")
 
 
 #: Up to this many dimensions PCA eigen-decomposes the covariance (exact, and fast for any row count);
@@ -120,6 +193,22 @@ def _tsne(z: np.ndarray, c: ProjectionConfig, report: Reporter) -> tuple[np.ndar
 _EXACT_KNN = (4096, 50_000)
 
 
+class _EpochSink(io.StringIO):
+    """Where umap-learn's epoch bar (tqdm) writes: each "n/total" becomes a progress report, and a cancel
+    raised there stops the layout between two epochs instead of after the last."""
+
+    def __init__(self, report: Reporter) -> None:
+        super().__init__()
+        self._report = report
+
+    def write(self, text: str) -> int:
+        found = re.search(r"(\d+)/(\d+)", text)
+        if found and int(found.group(2)) > 0:
+            done, total = int(found.group(1)), int(found.group(2))
+            self._report(0.4 + 0.6 * done / total, f"UMAP: layout, epoch {done} of {total}")
+        return len(text)
+
+
 def _umap(z: np.ndarray, c: ProjectionConfig, report: Reporter) -> tuple[np.ndarray, list[str]]:
     import umap
 
@@ -133,9 +222,12 @@ def _umap(z: np.ndarray, c: ProjectionConfig, report: Reporter) -> tuple[np.ndar
         nn = NearestNeighbors(n_neighbors=c.n_neighbors, metric=c.metric, algorithm="brute", n_jobs=c.n_jobs)
         dist, idx = nn.fit(z).kneighbors(z)
         knn = (np.ascontiguousarray(idx, dtype=np.int32), np.ascontiguousarray(dist, dtype=np.float32))
-    report(0.3, "UMAP: fuzzy graph and layout (UMAP reports no progress inside; it stops only between steps)")
+    report(0.3, "UMAP: neighbour graph" if knn is not None else
+           f"UMAP: approximate neighbours of {n:,} points and the fuzzy graph (no progress inside this step)")
     reducer = umap.UMAP(n_components=c.dims, n_neighbors=c.n_neighbors, min_dist=c.min_dist, metric=c.metric,
-                        random_state=c.seed, n_jobs=1, precomputed_knn=knn if knn is not None else (None, None, None))
+                        random_state=c.seed, n_jobs=1, precomputed_knn=knn if knn is not None else (None, None, None),
+                        tqdm_kwds={"disable": False, "file": _EpochSink(report), "bar_format": "{n}/{total}",
+                                   "mininterval": 0.25})
     with warnings.catch_warnings():
         # umap warns that a seed forces one thread, that a precomputed graph has no search index (we never
         # call transform), and about spectral fallbacks on tiny sets.
@@ -208,6 +300,7 @@ def project(m: EmbeddingMatrix, selection: Selection, config: ProjectionConfig, 
     """
     c = config
     c.validate(len(selection), m.dim)
+    check_memory(len(selection), m.dim, c, whole=_is_whole(m, selection))
     report = Reporter(progress, cancel)
     if c.method == "axes":  # look the words up before any work, so a typo fails at once
         assert c.axis_x is not None
