@@ -386,3 +386,58 @@ def test_scatter_3d_figure(demo: core.EmbeddingMatrix, small: pj.Selection) -> N
     assert {t.type for t in fig.data} == {"scatter3d"}
     assert [t.name for t in fig.data] == [k for k in c.order if k in set(c.values)]
     assert sum(len(t.x) for t in fig.data) == len(p)
+
+
+def _typed(array: dict) -> np.ndarray:
+    """A plotly typed array ({"dtype", "bdata"}) as numpy, decoded here rather than by plotly."""
+    import base64
+
+    return np.frombuffer(base64.b64decode(array["bdata"]), dtype=np.dtype(array["dtype"]))
+
+
+def test_map_of_every_point(demo: core.EmbeddingMatrix, small: pj.Selection) -> None:
+    import json
+
+    import plotly.io
+
+    p = pj.project(demo, small, ProjectionConfig())
+    c = pj.colour(demo, small, "kind")
+    frame = p.frame(demo, c)
+    fig = charts.projection_map(frame, axis_titles=p.axis_titles, colour_title=c.title, colour_order=c.order)
+    assert {t.type for t in fig.data} == {"scattergl"}
+    assert [t.name for t in fig.data] == [k for k in c.order if k in set(c.values)]
+    assert fig.layout.dragmode == "select" and fig.layout.xaxis.title.text == p.axis_titles[0]
+    # What goes to the browser: coordinates as float32 and ids as int32 typed arrays, labels as hover text.
+    spec = json.loads(plotly.io.to_json(fig, validate=False))
+    total = 0
+    for trace in spec["data"]:
+        mine = frame[frame["colour"] == trace["name"]]
+        assert trace["x"]["dtype"] == "f4" and trace["customdata"]["dtype"] == "i4"
+        np.testing.assert_array_equal(_typed(trace["x"]), mine["x"].to_numpy(np.float32))
+        np.testing.assert_array_equal(_typed(trace["y"]), mine["y"].to_numpy(np.float32))
+        np.testing.assert_array_equal(_typed(trace["customdata"]), mine["id"].to_numpy())
+        assert trace["text"] == mine["token"].tolist()
+        assert "%{text}" in trace["hovertemplate"]
+        total += len(trace["text"])
+    assert total == len(p)
+    # A selection (curve, index within it) maps back to matrix rows.
+    second = spec["data"][1]
+    points = [{"curve_number": 1, "point_index": 2, "x": 0.0, "y": 0.0}, {"curve_number": 0, "point_index": 0},
+              {"curve_number": 1, "point_index": 2}, {"curve_number": 9, "point_index": 0}, "junk"]
+    assert charts.selected_ids(fig, points) == [int(_typed(second["customdata"])[2]),
+                                                int(_typed(spec["data"][0]["customdata"])[0])]
+    # A searched label is ringed and labelled in a last trace.
+    frame["highlight"] = pj.highlight_column(len(frame), pj.search(demo, p, "king", 3), p)
+    marked = charts.projection_map(frame, axis_titles=p.axis_titles)
+    assert marked.data[-1].name == "search" and marked.data[-1].mode == "markers+text"
+    assert sorted(marked.data[-1].text) == sorted(frame.loc[frame["highlight"] != "", "token"])
+
+
+def test_map_lumps_many_categories(demo: core.EmbeddingMatrix, small: pj.Selection) -> None:
+    p = pj.project(demo, small, ProjectionConfig())
+    frame = p.frame(demo)
+    frame["colour"] = [f"c{i % 30}" for i in range(len(frame))]
+    fig = charts.projection_map(frame)
+    names = [t.name for t in fig.data]
+    assert len(names) == charts.MAP_CATEGORIES + 1 and names[-1] == "other"
+    assert sum(len(t.x) for t in fig.data) == len(p)
