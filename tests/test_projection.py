@@ -439,5 +439,5 @@ def test_map_lumps_many_categories(demo: core.EmbeddingMatrix, small: pj.Selecti
     frame["colour"] = [f"c{i % 30}" for i in range(len(frame))]
     fig = charts.projection_map(frame)
     names = [t.name for t in fig.data]
-    assert len(names) == charts.MAP_CATEGORIES + 1 and names[-1] == "other"
+    assert len(names) == charts.MAP_CATEGORIES + 1 and names[-1] == "(the rest)"
     assert sum(len(t.x) for t in fig.data) == len(p)

@@ -188,9 +188,9 @@ def projection_scatter_3d(frame: pd.DataFrame, *, axis_titles: Sequence[str] = (
     return fig
 
 
-#: Colour categories the map draws apart (one WebGL trace and legend entry each); the rest share "other".
+#: Colour categories the map draws apart (one WebGL trace and legend entry each); the rest share one.
 MAP_CATEGORIES = 20
-_OTHER = "other"
+_OTHER_LUMPED = "(the rest)"
 
 
 def projection_map(frame: pd.DataFrame, *, axis_titles: Sequence[str] = ("x", "y"), colour_title: str = "colour",
@@ -207,7 +207,7 @@ def projection_map(frame: pd.DataFrame, *, axis_titles: Sequence[str] = ("x", "y
             "neighbour" or ""; highlighted points get a ring and their label).
         axis_titles: titles of x and y.
         colour_title: legend title; colour_order: legend order. Past :data:`MAP_CATEGORIES` categories
-            (in this order, else by size), the rest are drawn as "other".
+            (in this order, else by size), the rest are drawn together as "(the rest)".
 
     Returns:
         a figure with one ``scattergl`` trace per colour (``customdata`` = the matrix row ids, so a selection
@@ -230,7 +230,7 @@ def projection_map(frame: pd.DataFrame, *, axis_titles: Sequence[str] = ("x", "y
         shown = order[:MAP_CATEGORIES] if len(order) > MAP_CATEGORIES + 1 else order
         groups = [(str(c), colours == c) for c in shown]
         if len(shown) < len(order):
-            groups.append((_OTHER, ~np.isin(colours, shown)))
+            groups.append((_OTHER_LUMPED, ~np.isin(colours, shown)))
     else:
         groups = [("points", np.ones(n, dtype=bool))]
     palette = qualitative.Plotly if len(groups) <= 10 else qualitative.Dark24
@@ -240,7 +240,8 @@ def projection_map(frame: pd.DataFrame, *, axis_titles: Sequence[str] = ("x", "y
             continue
         fig.add_trace(go.Scattergl(
             x=xs[where], y=ys[where], mode="markers", name=name, customdata=ids[where], text=tokens[where],
-            marker={"size": size, "opacity": 0.7, "color": "#9a9a9a" if name == _OTHER else palette[j % len(palette)]},
+            marker={"size": size, "opacity": 0.7,
+                    "color": "#9a9a9a" if name == _OTHER_LUMPED else palette[j % len(palette)]},
             hovertemplate="%{text}<br>id %{customdata}<extra>" + name.replace("<", "&lt;") + "</extra>",
         ))
     if "highlight" in frame.columns:
