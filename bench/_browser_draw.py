@@ -89,12 +89,19 @@ def first_draw(folder: Path, points: int, timeout_s: float = 900) -> dict[str, f
             _settle(page, ms)
             sidebar = page.locator('[data-testid="stSidebar"]')
             sidebar.get_by_role("button", name="Open", exact=True).last.click()
+            # The Overview of the opened matrix says its size.
+            page.get_by_text(f"{points:,} tokens", exact=False).first.wait_for(timeout=ms)
             _settle(page, ms)
             page.get_by_role("link", name="Token lookup").first.click()
             _settle(page, ms)
             t = time.perf_counter()
             page.get_by_role("link", name="Projection").first.click()
-            page.wait_for_function(_ALL_DRAWN, arg=points, timeout=ms)
+            try:
+                page.wait_for_function(_ALL_DRAWN, arg=points, timeout=ms)
+            except Exception:
+                if os.environ.get("EMBEDSCOPE_SHOT"):
+                    page.screenshot(path=os.environ["EMBEDSCOPE_SHOT"], full_page=True)
+                raise
             compute = time.perf_counter() - t
             _settle(page, ms)
             webgl = page.evaluate("() => !!document.createElement('canvas').getContext('webgl')")
