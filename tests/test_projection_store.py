@@ -107,6 +107,7 @@ def test_a_cancelled_umap_keeps_nothing(demo: core.EmbeddingMatrix, sample: pj.S
             assert job is not None
             assert not job.cancel("session-2")  # a session that never asked cannot stop the other's job
             assert job.cancel("session-1")
+            assert jobs.running(demo, sample, cfg) is None  # asking again now starts afresh
 
     job = jobs.start(demo, sample, cfg, waiter="session-1", progress=stop_during_the_layout)
     assert job.wait(300)
@@ -117,7 +118,7 @@ def test_a_cancelled_umap_keeps_nothing(demo: core.EmbeddingMatrix, sample: pj.S
     assert "done" not in seen
     assert store.load(demo, sample, cfg) is None
     assert not list(store.folder.glob("*.npz")) and not list(store.folder.glob(".part-*"))
-    assert jobs.running(demo, sample, cfg) is None  # asking again starts afresh
+    assert jobs.running(demo, sample, cfg) is None
 
 
 def test_one_of_two_waiters_leaving_does_not_stop_the_job(demo: core.EmbeddingMatrix, sample: pj.Selection,

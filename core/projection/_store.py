@@ -231,9 +231,10 @@ class ProjectionJobs:
         return self.store.load(m, selection, config)
 
     def running(self, m: EmbeddingMatrix, selection: Selection, config: ProjectionConfig) -> Job | None:
-        """The job computing this projection now, if any."""
+        """The job computing this projection now, if any (one told to stop is no longer counted)."""
         with self._lock:
-            return self._running.get(self.store.path(m, selection, config))
+            job = self._running.get(self.store.path(m, selection, config))
+            return None if job is None or job.cancelled() else job
 
     def start(self, m: EmbeddingMatrix, selection: Selection, config: ProjectionConfig,
               waiter: str = "", progress: ProgressFn | None = None) -> Job:
