@@ -156,6 +156,18 @@ def test_pca_of_a_sample_equals_the_svd_oracle(demo: core.EmbeddingMatrix, demo_
     assert p.axis_titles[0].startswith("PC1 (")
 
 
+def test_pca_of_rows_with_a_large_common_mean() -> None:
+    # Rows far from the origin and close together: a float32 XᵀX − nμμᵀ would lose their variance.
+    rng = np.random.default_rng(5)
+    x = (100.0 + rng.standard_normal((5000, 48)) * np.linspace(0.001, 0.05, 48)).astype(np.float32)
+    m = core.EmbeddingMatrix(x, [f"t{i}" for i in range(5000)])
+    p = pj.project(m, pj.select(m, SelectionConfig()), ProjectionConfig(dims=2))
+    oracle, ratios = _pca_oracle(x, 10)
+    _same_up_to_sign(p.coords, oracle[:, :2], rtol=1e-3)
+    assert p.explained_variance is not None
+    np.testing.assert_allclose(p.explained_variance, ratios, rtol=1e-3)
+
+
 def test_progress_is_reported_and_cancel_stops(demo: core.EmbeddingMatrix) -> None:
     seen: list[float] = []
     sel = pj.select(demo, SelectionConfig(sampling="first", sample=500))

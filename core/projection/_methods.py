@@ -116,9 +116,11 @@ def _pca(x: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def _pca_covariance(x: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact PCA through the d × d covariance, built block by block.
 
-    scikit-learn's covariance solver does the same maths on a full float copy of the rows; here each block is
-    centred in float32 and added by BLAS's symmetric rank-k update (half the work of a general product), so a
-    262,144 × 640 matrix costs one pass, 160 MiB of temporary memory and no copy of the table.
+    scikit-learn's covariance solver forms XᵀX of the uncentred float32 rows and subtracts n·μμᵀ afterwards,
+    which loses the variance in float32 rounding when the rows share a large mean (embedding rows often do).
+    Here each block is centred first, in float32, and added by BLAS's symmetric rank-k update into a float64
+    sum, so a 262,144 × 640 matrix costs three passes (mean, covariance, coordinates), 160 MiB of temporary
+    memory and no copy of the table.
     """
     from scipy.linalg import blas
 
