@@ -1,15 +1,16 @@
 """Projection results kept per process, keyed by (matrix key, selection config, projection config), and
 the Projection page's settings kept per session.
 
-t-SNE and UMAP take seconds to minutes, so a finished projection is kept in a small process-wide store
-(held by ``st.cache_resource``) that the page can *ask* before computing: a cached result shows at once,
-a missing one waits for the Run button and shows ``st.progress`` while it runs. Progress cannot go through
-``st.cache_resource`` itself (a cached function may not draw into a container made outside it), hence the
-store. Configs are frozen dataclasses; their ``repr`` is the key, never an array.
+A finished projection is kept in a small process-wide store (held by ``st.cache_resource``) that the page
+can *ask* before computing. t-SNE and UMAP take seconds to minutes, so they also run as background jobs
+(:class:`core.projection.ProjectionJobs`, one per process and cache folder) that keep their result on disk:
+computed once per server, shared by sessions that ask at once, cancelled when the last one leaves. The page
+polls the job for its ``st.progress``. Configs are frozen dataclasses; their ``repr`` is the key, never an array.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import altair as alt
@@ -50,6 +51,27 @@ def colouring(_m: EmbeddingMatrix, matrix_key: str, selection_repr: str, by: str
               _selection: pj.Selection) -> pj.Colouring:
     """:func:`core.projection.colour`, once per (matrix, selection, colour)."""
     return pj.colour(_m, _selection, by, lang)
+
+
+@st.cache_resource(show_spinner=False)
+def _jobs(root: str) -> pj.ProjectionJobs:
+    return pj.ProjectionJobs(pj.ProjectionStore(root))
+
+
+def jobs() -> pj.ProjectionJobs:
+    """This process's projection jobs, for the cache folder the server is configured with now."""
+    return _jobs(str(pj.cache_root()))
+
+
+def waiter() -> str:
+    """This session's name as a job waiter, so that its Cancel stops only what nobody else waits for."""
+    name: str = st.session_state.setdefault("projection.waiter", uuid.uuid4().hex)
+    return name
+
+
+def keep(k: Key, result: pj.Projection) -> None:
+    """Keep a finished projection (computed by a job, or read from the disk cache) under ``k``."""
+    _store().put(k, result)
 
 
 def cached(k: Key) -> pj.Projection | None:

@@ -117,18 +117,6 @@ def test_neighbourhood_matches_brute_force(demo: core.EmbeddingMatrix, demo_weig
     assert pj.colour(demo, sel, "query").values == sel.groups
 
 
-def test_fallback_cosine_topk_matches_brute_force(demo: core.EmbeddingMatrix, demo_weights: np.ndarray) -> None:
-    from sklearn.neighbors import NearestNeighbors
-
-    allowed = np.arange(0, len(demo), 3)
-    queries = demo_weights[[demo.get_index("king"), demo.get_index("red")]]
-    ids, sims = pj._cosine_topk(demo, queries, 8, allowed)
-    nn = NearestNeighbors(n_neighbors=8, metric="cosine", algorithm="brute").fit(demo_weights[allowed])
-    dist, pos = nn.kneighbors(queries)
-    assert np.array_equal(ids, allowed[pos])
-    np.testing.assert_allclose(sims, 1 - dist, atol=1e-5)
-
-
 def test_neighbourhood_of_a_missing_word(demo: core.EmbeddingMatrix) -> None:
     with pytest.raises(TokenNotFound):
         pj.select(demo, SelectionConfig(sampling="neighbours", queries=("🦜",), k=5))
@@ -166,6 +154,18 @@ def test_pca_of_a_sample_equals_the_svd_oracle(demo: core.EmbeddingMatrix, demo_
     oracle, _ = _pca_oracle(demo_weights[sel.indices], 2)
     _same_up_to_sign(p.coords, oracle)
     assert p.axis_titles[0].startswith("PC1 (")
+
+
+def test_pca_of_rows_with_a_large_common_mean() -> None:
+    # Rows far from the origin and close together: a float32 XᵀX − nμμᵀ would lose their variance.
+    rng = np.random.default_rng(5)
+    x = (100.0 + rng.standard_normal((5000, 48)) * np.linspace(0.001, 0.05, 48)).astype(np.float32)
+    m = core.EmbeddingMatrix(x, [f"t{i}" for i in range(5000)])
+    p = pj.project(m, pj.select(m, SelectionConfig()), ProjectionConfig(dims=2))
+    oracle, ratios = _pca_oracle(x, 10)
+    _same_up_to_sign(p.coords, oracle[:, :2], rtol=1e-3)
+    assert p.explained_variance is not None
+    np.testing.assert_allclose(p.explained_variance, ratios, rtol=1e-3)
 
 
 def test_progress_is_reported_and_cancel_stops(demo: core.EmbeddingMatrix) -> None:
@@ -397,4 +397,59 @@ def test_scatter_3d_figure(demo: core.EmbeddingMatrix, small: pj.Selection) -> N
     fig = charts.projection_scatter_3d(frame, axis_titles=p.axis_titles, colour_order=c.order)
     assert {t.type for t in fig.data} == {"scatter3d"}
     assert [t.name for t in fig.data] == [k for k in c.order if k in set(c.values)]
+    assert sum(len(t.x) for t in fig.data) == len(p)
+
+
+def _typed(array: dict) -> np.ndarray:
+    """A plotly typed array ({"dtype", "bdata"}) as numpy, decoded here rather than by plotly."""
+    import base64
+
+    return np.frombuffer(base64.b64decode(array["bdata"]), dtype=np.dtype(array["dtype"]))
+
+
+def test_map_of_every_point(demo: core.EmbeddingMatrix, small: pj.Selection) -> None:
+    import json
+
+    import plotly.io
+
+    p = pj.project(demo, small, ProjectionConfig())
+    c = pj.colour(demo, small, "kind")
+    frame = p.frame(demo, c)
+    fig = charts.projection_map(frame, axis_titles=p.axis_titles, colour_title=c.title, colour_order=c.order)
+    assert {t.type for t in fig.data} == {"scattergl"}
+    assert [t.name for t in fig.data] == [k for k in c.order if k in set(c.values)]
+    assert fig.layout.dragmode == "select" and fig.layout.xaxis.title.text == p.axis_titles[0]
+    # What goes to the browser: coordinates as float32 and ids as int32 typed arrays, labels as hover text.
+    spec = json.loads(plotly.io.to_json(fig, validate=False))
+    total = 0
+    for trace in spec["data"]:
+        mine = frame[frame["colour"] == trace["name"]]
+        assert trace["x"]["dtype"] == "f4" and trace["customdata"]["dtype"] == "i4"
+        np.testing.assert_array_equal(_typed(trace["x"]), mine["x"].to_numpy(np.float32))
+        np.testing.assert_array_equal(_typed(trace["y"]), mine["y"].to_numpy(np.float32))
+        np.testing.assert_array_equal(_typed(trace["customdata"]), mine["id"].to_numpy())
+        assert trace["text"] == mine["token"].tolist()
+        assert "%{text}" in trace["hovertemplate"]
+        total += len(trace["text"])
+    assert total == len(p)
+    # A selection (curve, index within it) maps back to matrix rows.
+    second = spec["data"][1]
+    points = [{"curve_number": 1, "point_index": 2, "x": 0.0, "y": 0.0}, {"curve_number": 0, "point_index": 0},
+              {"curve_number": 1, "point_index": 2}, {"curve_number": 9, "point_index": 0}, "junk"]
+    assert charts.selected_ids(fig, points) == [int(_typed(second["customdata"])[2]),
+                                                int(_typed(spec["data"][0]["customdata"])[0])]
+    # A searched label is ringed and labelled in a last trace.
+    frame["highlight"] = pj.highlight_column(len(frame), pj.search(demo, p, "king", 3), p)
+    marked = charts.projection_map(frame, axis_titles=p.axis_titles)
+    assert marked.data[-1].name == "search" and marked.data[-1].mode == "markers+text"
+    assert sorted(marked.data[-1].text) == sorted(frame.loc[frame["highlight"] != "", "token"])
+
+
+def test_map_lumps_many_categories(demo: core.EmbeddingMatrix, small: pj.Selection) -> None:
+    p = pj.project(demo, small, ProjectionConfig())
+    frame = p.frame(demo)
+    frame["colour"] = [f"c{i % 30}" for i in range(len(frame))]
+    fig = charts.projection_map(frame)
+    names = [t.name for t in fig.data]
+    assert len(names) == charts.MAP_CATEGORIES + 1 and names[-1] == "(the rest)"
     assert sum(len(t.x) for t in fig.data) == len(p)

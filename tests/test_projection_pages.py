@@ -15,7 +15,8 @@ APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 
 
 @pytest.fixture
-def app() -> AppTest:
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.setenv("EMBEDSCOPE_CACHE", str(tmp_path))  # t-SNE/UMAP results go to the server's cache folder
     at = AppTest.from_file(APP, default_timeout=180)
     at.run()
     assert not at.exception, at.exception
@@ -141,12 +142,57 @@ def test_3d_uses_plotly(app: AppTest) -> None:
     assert "Interactive 3-D view (HTML)" in {b.proto.label for b in app.get("download_button")}
 
 
-def test_many_points_are_binned_honestly(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_many_points_are_drawn_one_by_one_with_webgl(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    import base64
+    import json
+
     from core import projection
 
     monkeypatch.setattr(projection, "BROWSER_MAX_POINTS", 10_000)
     app.switch_page("views/projection.py").run()
     assert not app.exception, app.exception
-    assert any("30,522 points are more than a browser draws smoothly" in i.value for i in app.info)
+    charts_ = app.get("plotly_chart")
+    assert charts_ and not [m for s in _altair_specs(app) for m in [s.get("mark")] if m == "circle"]
+    spec_text = charts_[0].proto.spec
+    spec = json.loads(spec_text)
+    assert {t["type"] for t in spec["data"]} == {"scattergl"}
+    points = sum(len(base64.b64decode(t["x"]["bdata"])) // 4 for t in spec["data"])
+    assert points == 30_522  # every row, none sampled away
+    # Compact: float32 coordinates and int32 ids in binary, one label each (the bench measures 262,144 rows).
+    assert len(spec_text) / points < 40, len(spec_text)
+    assert any("drag a box or a lasso" in c.value for c in app.caption)
+    # The binned density stays an option.
+    app.radio(key="projection.draw").set_value("binned density").run()
+    assert not app.exception, app.exception
     marks = [layer.get("mark", {}).get("type") for s in _altair_specs(app) for layer in s.get("layer", [s])]
-    assert "rect" in marks and "circle" not in marks
+    assert "rect" in marks and not app.get("plotly_chart")
+    assert any("Colour is the number of points per cell; the projection used all 30,522 points" in c.value
+               for c in app.caption)
+
+
+def test_umap_runs_once_per_server(app: AppTest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMBEDSCOPE_CACHE", str(tmp_path))
+    app.switch_page("views/projection.py").run()
+    app.radio(key="projection.method").set_value("UMAP").run()
+    app.selectbox(key="projection.points").set_value("Random sample").run()
+    app.number_input(key="projection.sample").set_value(300).run()
+    assert not app.exception, app.exception
+    assert any("It runs once on this server" in i.value for i in app.info)
+    app.button(key="projection.run").click().run()
+    assert not app.exception, app.exception
+    assert not app.error, [e.value for e in app.error]
+    assert any(c.value.startswith("UMAP (2-D) of a random sample of 300") for c in app.caption)
+    assert list((tmp_path / "projections").glob("umap-*.npz"))
+    # After a restart (the process's caches emptied) a new session reads it from disk, without a Run button.
+    import streamlit as st
+
+    st.cache_resource.clear()
+    other = AppTest.from_file(APP, default_timeout=180)
+    other.run()
+    other.switch_page("views/projection.py").run()
+    other.radio(key="projection.method").set_value("UMAP").run()
+    other.selectbox(key="projection.points").set_value("Random sample").run()
+    other.number_input(key="projection.sample").set_value(300).run()
+    assert not other.exception, other.exception
+    assert not [b for b in other.button if b.key == "projection.run"]
+    assert any("read from its cache" in c.value for c in other.caption)

@@ -1,8 +1,11 @@
-"""Chart builders for the projection pages: the 2-D scatter, the binned density, explained variance, 3-D.
+"""Chart builders for the projection pages: the 2-D scatter, the map of every point, the binned density,
+explained variance, 3-D.
 
 The 2-D scatter carries two named selections the dashboard reads back: ``brush`` (drag a box) and
-``pick`` (click points, shift-click for more). Altair has no 3-D, so :func:`projection_scatter_3d` builds
-a plotly figure (WebGL, rotate and zoom in the browser).
+``pick`` (click points, shift-click for more); it draws one SVG mark per point, which suits up to tens of
+thousands. :func:`projection_map` draws any number (a 262,144-token vocabulary) with WebGL through plotly's
+``scattergl``, box and lasso selection included. Altair has no 3-D, so :func:`projection_scatter_3d` builds
+a plotly figure too.
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go
 
 __all__ = [
+    "MAP_CATEGORIES",
     "explained_variance_bar",
     "projection_density",
+    "projection_map",
+    "selected_ids",
     "projection_scatter",
     "projection_scatter_3d",
 ]
@@ -180,3 +186,104 @@ def projection_scatter_3d(frame: pd.DataFrame, *, axis_titles: Sequence[str] = (
         scene={"xaxis_title": axis_titles[0], "yaxis_title": axis_titles[1], "zaxis_title": axis_titles[2]},
     )
     return fig
+
+
+#: Colour categories the map draws apart (one WebGL trace and legend entry each); the rest share one.
+MAP_CATEGORIES = 20
+_OTHER_LUMPED = "(the rest)"
+
+
+def projection_map(frame: pd.DataFrame, *, axis_titles: Sequence[str] = ("x", "y"), colour_title: str = "colour",
+                   colour_order: Sequence[str] | None = None, title: str = "") -> go.Figure:
+    """Every point of a 2-D projection as a WebGL marker (plotly ``scattergl``): hover shows the token and
+    its id, box and lasso select, the legend hides or shows a colour.
+
+    The message to the browser stays small for a whole vocabulary: coordinates go as float32 and ids as
+    int32 typed arrays (plotly writes numpy arrays as base64 binary), and the labels once, as hover text. For
+    262,144 points that is about 6 MB.
+
+    Args:
+        frame: columns token, id, x, y, and optionally colour (a category) and highlight ("match",
+            "neighbour" or ""; highlighted points get a ring and their label).
+        axis_titles: titles of x and y.
+        colour_title: legend title; colour_order: legend order. Past :data:`MAP_CATEGORIES` categories
+            (in this order, else by size), the rest are drawn together as "(the rest)".
+
+    Returns:
+        a figure with one ``scattergl`` trace per colour (``customdata`` = the matrix row ids, so a selection
+        maps back to tokens) and, when something is highlighted, a last trace named "search".
+    """
+    import plotly.graph_objects as go
+    from plotly.colors import qualitative
+
+    n = len(frame)
+    size = 6 if n <= 1_000 else 4 if n <= 20_000 else 2.5
+    ids = frame["id"].to_numpy(dtype=np.int32)
+    xs = frame["x"].to_numpy(dtype=np.float32)
+    ys = frame["y"].to_numpy(dtype=np.float32)
+    tokens = frame["token"].astype(str).to_numpy(dtype=object)
+    if "colour" in frame.columns:
+        colours = frame["colour"].astype(str).to_numpy(dtype=object)
+        sizes = pd.Series(colours).value_counts()
+        order = [c for c in (colour_order or sizes.index) if c in sizes.index]
+        order += [c for c in sizes.index if c not in order]
+        shown = order[:MAP_CATEGORIES] if len(order) > MAP_CATEGORIES + 1 else order
+        groups = [(str(c), colours == c) for c in shown]
+        if len(shown) < len(order):
+            groups.append((_OTHER_LUMPED, ~np.isin(colours, shown)))
+    else:
+        groups = [("points", np.ones(n, dtype=bool))]
+    palette = qualitative.Plotly if len(groups) <= 10 else qualitative.Dark24
+    fig = go.Figure()
+    for j, (name, where) in enumerate(groups):
+        if not where.any():
+            continue
+        fig.add_trace(go.Scattergl(
+            x=xs[where], y=ys[where], mode="markers", name=name, customdata=ids[where], text=tokens[where],
+            marker={"size": size, "opacity": 0.7,
+                    "color": "#9a9a9a" if name == _OTHER_LUMPED else palette[j % len(palette)]},
+            hovertemplate="%{text}<br>id %{customdata}<extra>" + name.replace("<", "&lt;") + "</extra>",
+        ))
+    if "highlight" in frame.columns:
+        marked = (frame["highlight"] != "").to_numpy()
+        if marked.any():
+            kinds = frame["highlight"].to_numpy()[marked]
+            fig.add_trace(go.Scattergl(
+                x=xs[marked], y=ys[marked], mode="markers+text", name="search", customdata=ids[marked],
+                text=tokens[marked].tolist(), textposition="top right",
+                marker={"size": 12, "symbol": "circle-open", "line": {"width": 2},
+                        "color": ["#d62728" if k == "match" else "#222222" for k in kinds]},
+                hovertemplate="%{text}<br>id %{customdata}<extra>search</extra>",
+            ))
+    fig.update_layout(
+        title=title or None, height=640, legend_title_text=colour_title, dragmode="select", hovermode="closest",
+        margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10}, uirevision="projection-map",
+        xaxis={"title": axis_titles[0], "zeroline": False},
+        yaxis={"title": axis_titles[1] if len(axis_titles) > 1 else "y", "zeroline": False},
+        legend={"itemsizing": "constant"},
+    )
+    return fig
+
+
+def selected_ids(fig: go.Figure, points: Sequence[Any]) -> list[int]:
+    """The matrix row ids of the points a box or lasso selected on a :func:`projection_map` figure.
+
+    Args:
+        fig: the figure as built (its traces' ``customdata`` are the ids).
+        points: the selection's points as Streamlit returns them (``curve_number`` and ``point_index`` each);
+            anything else in the list is ignored.
+
+    Returns:
+        the ids, each once, in the order first selected.
+    """
+    traces = [np.asarray(t.customdata) if t.customdata is not None else np.zeros(0, dtype=np.int32)
+              for t in fig.data]
+    out: dict[int, None] = {}
+    for pt in points:
+        if not isinstance(pt, dict):
+            continue
+        curve, index = pt.get("curve_number"), pt.get("point_index")
+        if isinstance(curve, int) and isinstance(index, int) and 0 <= curve < len(traces) \
+                and 0 <= index < traces[curve].shape[0]:
+            out.setdefault(int(traces[curve][index]), None)
+    return list(out)

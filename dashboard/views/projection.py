@@ -20,6 +20,9 @@ METHOD_LABELS = {"PCA": "pca", "t-SNE": "tsne", "UMAP": "umap", "Custom axes": "
 POINT_LABELS = {"All rows": "all", "First N rows": "first", "Random sample": "random",
                 "Stratified by kind": "stratified", "Neighbourhood of words": "neighbours",
                 "Pasted list": "list"}
+DRAW_OPTIONS = ["every point", "binned density"]
+#: Rows of the selected-points table sent to the browser; a lasso over a whole vocabulary lists the first ones.
+TABLE_ROWS = 20_000
 COLOUR_LABELS = {"kind": "Token kind", "frequency": "Word frequency (wordfreq)", "query": "Query word"}
 
 
@@ -47,6 +50,7 @@ DEFAULTS: dict[str, Any] = {
     "projection.metric": "cosine", "projection.seed": 0, "projection.ax_a": "man", "projection.ax_b": "woman",
     "projection.y_mode": "a direction", "projection.ax_c": "king", "projection.ax_d": "queen",
     "projection.colour": "kind", "projection.search": "", "projection.search_k": 10,
+    "projection.draw": "every point",
 }
 kept = cp.kept_settings(DEFAULTS)
 # What was kept for another matrix may not fit this one.
@@ -115,17 +119,41 @@ with shown_errors():
 # -- compute, or take it from the cache ----------------------------------------------------------------
 pkey = cp.key(mkey, sel_cfg, cfg)
 proj = cp.cached(pkey)
-if proj is None:
+if proj is None and method in ("tsne", "umap"):
+    # t-SNE and UMAP run as background jobs whose results are kept on disk: once per server, shared by every
+    # session that asks while they run, and they keep running (with their progress) while the user looks elsewhere.
+    jobs = cp.jobs()
     name = pj.METHOD_NAMES[method]
-    if method in ("tsne", "umap"):
-        st.info(f"{name} of {sel.description}. It runs once; the result is kept, so coming back is instant. "
-                "Changing a setting or pressing Stop (top right) cancels a run.")
-        if len(sel) > 20_000:
-            st.warning(f"{len(sel):,} points: {name} may take minutes on a small machine; a sample of 5,000–10,000 "
-                       "usually shows the same structure.")
-        if not st.button(f"Run {name} on {len(sel):,} points", key="projection.run", type="primary"):
+    with shown_errors():
+        proj = jobs.cached(m, sel, cfg)
+        job = None if proj is not None else jobs.running(m, sel, cfg)
+    if proj is None:
+        if job is None:
+            st.info(f"{name} of {sel.description}. It runs once on this server and the result is kept, so coming "
+                    "back (or another session asking for the same) is instant.")
+            if len(sel) > 20_000:
+                st.warning(f"{len(sel):,} points: {name} may take minutes on a small machine; it runs in the "
+                           "background, and a sample of 5,000–10,000 usually shows the same structure.")
+            if not st.button(f"Run {name} on {len(sel):,} points", key="projection.run", type="primary"):
+                st.stop()
+            with shown_errors():
+                job = jobs.start(m, sel, cfg, waiter=cp.waiter())
+        else:
+            job.join(cp.waiter())
+        if st.button("Cancel", key="projection.cancel"):
+            stopped = job.cancel(cp.waiter())
+            st.info(f"{name} stopped; nothing was kept." if stopped else
+                    f"You no longer wait for this {name}; another session still does, so it goes on for them.")
             st.stop()
-    bar = st.progress(0.0, text=f"{name}…")
+        bar = st.progress(job.fraction, text=f"{name}: {job.message}")
+        while not job.wait(0.5):
+            bar.progress(job.fraction, text=f"{name}: {job.message}")
+        bar.empty()
+        with shown_errors():
+            proj = job.result()
+    cp.keep(pkey, proj)
+elif proj is None:
+    bar = st.progress(0.0, text=f"{pj.METHOD_NAMES[method]}…")
 
     def _progress(fraction: float, message: str) -> None:
         bar.progress(fraction, text=message)
@@ -140,7 +168,7 @@ for note in proj.notes:
 
 # -- colour, search, draw -------------------------------------------------------------------------------
 options = pj.colour_options(m, sel)
-o1, o2, o3 = st.columns([3, 3, 1])
+o1, o2, o3, o4 = st.columns([3, 3, 1, 2])
 if kept["projection.colour"] not in options:
     kept["projection.colour"] = "kind"
 by = o1.selectbox("Colour by", options, format_func=lambda o: COLOUR_LABELS.get(o, f"metadata: {o}"),
@@ -152,6 +180,9 @@ label = o2.text_input("Search a label", **cp.bind("projection.search"), placehol
                       help="highlights the token and its nearest neighbours (cosine, in the original space) "
                            "among the points shown")
 n_near = int(o3.number_input("Neighbours", min_value=1, max_value=100, **cp.bind("projection.search_k")))
+draw = o4.radio("Draw", DRAW_OPTIONS, **cp.bind("projection.draw"),
+                help="every point (WebGL past "
+                     f"{pj.BROWSER_MAX_POINTS:,} points), or counts of points in grid cells")
 
 frame = proj.frame(m, colours)
 hood: pj.Neighbourhood | None = None
@@ -163,11 +194,12 @@ if hood is not None and not hood.in_selection:
     st.warning(f"{hood.query!r} is not among the points shown; its nearest neighbours among them are marked.")
 
 chart: Any = None
-too_many = len(proj) > pj.BROWSER_MAX_POINTS
-if too_many:
-    st.info(f"{len(proj):,} points are more than a browser draws smoothly, so this view bins them: colour is the "
-            f"number of points per cell. The projection itself used all {len(proj):,}; select fewer points "
-            "(or search a label) to see single tokens." + (" The 3-D view shows x and y." if proj.dims == 3 else ""))
+many = len(proj) > pj.BROWSER_MAX_POINTS
+if draw == "binned density" or (many and proj.dims == 3):
+    if draw != "binned density":
+        st.info(f"A 3-D view of {len(proj):,} points is binned on x and y; the 2-D view draws every point.")
+    else:
+        st.caption(f"Colour is the number of points per cell; the projection used all {len(proj):,} points.")
     marked = frame.loc[frame["highlight"] != "", ["token", "id", "x", "y", "highlight"]]
     chart = charts.projection_density(pj.density(proj.coords), axis_titles=proj.axis_titles[:2], points=len(proj),
                                       highlight=marked)
@@ -180,6 +212,17 @@ elif proj.dims == 3:
     picked = frame.loc[frame["highlight"] != ""]
     st.download_button("Interactive 3-D view (HTML)", data=lambda: fig.to_html(include_plotlyjs=True),
                        file_name="projection-3d.html", mime="text/html", key="projection.html")
+elif many:
+    # Every point through WebGL: coordinates travel as float32 typed arrays, labels once as hover text.
+    fig = charts.projection_map(frame, axis_titles=proj.axis_titles, colour_title=colours.title,
+                                colour_order=colours.order)
+    map_event = st.plotly_chart(fig, width="stretch", key="projection.map", on_select="rerun",
+                            selection_mode=("box", "lasso"))
+    chosen_ids = charts.selected_ids(fig, (getattr(map_event, "selection", None) or {}).get("points", []))
+    picked = frame[frame["id"].isin(chosen_ids)] if chosen_ids else frame.loc[frame["highlight"] != ""]
+    if not chosen_ids:
+        st.caption("Hover a point for its token; drag a box or a lasso (toolbar, top right) to list the points "
+                   "below; double-click to clear.")
 else:
     chart = charts.projection_scatter(frame, axis_titles=proj.axis_titles, colour_title=colours.title,
                                       colour_order=colours.order)
@@ -205,8 +248,10 @@ if hood is not None and hood.positions:
     st.dataframe(near, hide_index=True, width="stretch")
 if not picked.empty:
     st.subheader(f"{len(picked):,} selected point(s)")
-    st.dataframe(picked.drop(columns=["highlight"], errors="ignore").rename(columns={"colour": colours.title}),
-                 hide_index=True, width="stretch")
+    if len(picked) > TABLE_ROWS:
+        st.caption(f"The table lists the first {TABLE_ROWS:,}; the CSV download below has every point.")
+    st.dataframe(picked.head(TABLE_ROWS).drop(columns=["highlight"], errors="ignore")
+                 .rename(columns={"colour": colours.title}), hide_index=True, width="stretch")
 
 if proj.explained_variance is not None:
     st.altair_chart(charts.explained_variance_bar(proj.explained_variance, shown=proj.dims), width="stretch")
