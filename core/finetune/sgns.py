@@ -32,10 +32,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.corpus import UNKNOWN_POLICIES, Corpus
 from core.errors import ParameterError
 from core.finetune import _config as cfg
 from core.finetune._monitor import Monitor, UpdateFn, Watch, check_ids, default_watch, resolve_watch
-from core.finetune.corpus import UNKNOWN_POLICIES, Corpus
 from core.finetune.devices import DEVICE_CHOICES, Device, choose_device
 from core.matrix import EmbeddingMatrix
 from core.progress import CancelFn, ProgressFn
