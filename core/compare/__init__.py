@@ -29,14 +29,16 @@ rotated onto each other: they are compared by neighbourhoods only (drift is then
 alignment is a :class:`~core.errors.ParameterError`.
 
 Where each part lives: ``_align`` (vocabulary match, shared space, rotation, drift), ``_neighbours``
-(neighbour search and Jaccard@k), ``_result`` (:class:`Comparison`, :class:`Summary`, :class:`TokenDetail`),
-``_run`` (:func:`compare`), ``_corpus`` (rows of a corpus's tokens), ``_joint`` (joint projection),
-``_benchmarks`` (benchmark deltas), ``_quantize`` (fp16/bf16/int8 copies and writing one).
+(neighbour search and Jaccard@k; ``_approx``: approximate neighbours for large vocabularies), ``_result``
+(:class:`Comparison`, :class:`Summary`, :class:`TokenDetail`), ``_run`` (:func:`compare`), ``_corpus`` (rows
+of a corpus's tokens), ``_joint`` (joint projection), ``_benchmarks`` (benchmark deltas), ``_quantize``
+(fp16/bf16/int8 copies and writing one).
 """
 
 from __future__ import annotations
 
 from core.compare._align import VocabularyMatch, fit_rotation, match_vocabulary, shared_space
+from core.compare._approx import SEARCHES
 from core.compare._benchmarks import BenchmarkDelta, benchmark_deltas, deltas_frame
 from core.compare._corpus import corpus_rows, corpus_rows_of_texts
 from core.compare._joint import JointProjection, joint_projection
@@ -57,6 +59,7 @@ from core.compare._run import compare
 __all__ = [
     "QUANT_BYTES",
     "QUANT_FORMATS",
+    "SEARCHES",
     "SORTS",
     "BenchmarkDelta",
     "Comparison",

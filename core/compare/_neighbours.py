@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.compare._approx import approximate_neighbours
 from core.compare._common import _readonly
 from core.matrix import EmbeddingMatrix
 from core.progress import CancelFn, ProgressFn
@@ -11,12 +12,15 @@ from core.similarity import knn
 
 
 def _neighbours(m: EmbeddingMatrix, rows: np.ndarray, k: int, device: str, progress: ProgressFn,
-                cancel: CancelFn | None) -> tuple[np.ndarray, np.ndarray]:
+                cancel: CancelFn | None, search: str = "exact") -> tuple[np.ndarray, np.ndarray]:
     """Each compared row's k nearest neighbours among the compared rows (itself left out), as positions.
 
-    One call of :func:`core.similarity.knn`. When every row is compared, in order, the matrix itself is the
-    query batch (read block by block, no copy) and no mask is needed.
+    One call of :func:`core.similarity.knn` (``search="exact"``), or NN-descent's graph
+    (``search="approximate"``, :mod:`core.compare._approx`). When every row is compared, in order, the
+    matrix itself is the query batch (read block by block, no copy) and no mask is needed.
     """
+    if search == "approximate":
+        return approximate_neighbours(m, rows, k, progress=progress, cancel=cancel)
     everything = rows.size == len(m) and bool(np.all(rows == np.arange(len(m))))
     if everything:
         queries, mask = m.vectors, None

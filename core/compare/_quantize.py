@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core._io import atomic_dir
+from core.compare._approx import choose_search
 from core.compare._common import _CHUNK_VALUES, _check_int, _span
 from core.compare._neighbours import _neighbours
 from core.compare._result import Comparison
@@ -122,6 +123,7 @@ class QuantReport:
 
     impacts: list[QuantImpact]
     k: int
+    search: str = "exact"
 
     def frame(self) -> pd.DataFrame:
         """format, MiB, saved, mean/p99/max drift, median/mean Jaccard@k, changed share, overflow."""
@@ -137,19 +139,20 @@ class QuantReport:
         return pd.DataFrame(rows)
 
     def to_json(self) -> dict[str, Any]:
-        return {"k": self.k, "formats": [i.to_json() for i in self.impacts]}
+        return {"k": self.k, "formats": [i.to_json() for i in self.impacts], "search": self.search}
 
 
 def quantization_impact(m: EmbeddingMatrix, formats: Sequence[str] = QUANT_FORMATS, *, k: int = 10,
-                        limit: int | None = None, device: str = "auto", progress: ProgressFn | None = None,
+                        limit: int | None = None, device: str = "auto", search: str = "auto",
+                        progress: ProgressFn | None = None,
                         cancel: CancelFn | None = None) -> QuantReport:
     """Compare ``m`` with its own fp16, bf16 and int8 copies, made on the fly: drift and Jaccard@k per format.
 
     A's neighbours are searched once and shared by every format; the copies share A's space, so no
-    rotation is fitted.
+    rotation is fitted. ``search`` as in :func:`core.compare.compare` (the report's ``search`` says which).
 
     Raises:
-        ParameterError: an unknown or repeated format, or a bad k/limit. Cancelled: through ``cancel``.
+        ParameterError: an unknown or repeated format, or a bad k/limit/search. Cancelled: through ``cancel``.
     """
     fmts = list(formats)
     if not fmts:
@@ -165,8 +168,9 @@ def quantization_impact(m: EmbeddingMatrix, formats: Sequence[str] = QUANT_FORMA
     if k > rows.size - 1:
         raise ParameterError(f"k={k}: only {rows.size:,} tokens are compared; choose k ≤ {rows.size - 1:,}")
     share = 1.0 / (len(fmts) + 1)
+    how = choose_search(search, int(rows.size), m.dim, device)
     nb_a, sc_a = _neighbours(m, rows, k, device, _span(report, 0.0, share, f"{k} neighbours of {rows.size:,} "
-                                                       "tokens in the original"), cancel)
+                                                       "tokens in the original"), cancel, how)
     impacts = []
     for i, fmt in enumerate(fmts):
         report(share * (i + 1), f"{fmt} copy")
@@ -174,11 +178,11 @@ def quantization_impact(m: EmbeddingMatrix, formats: Sequence[str] = QUANT_FORMA
         overflow = int(np.count_nonzero(~np.isfinite(q.norms) & np.isfinite(m.norms)))
         c = _compare(m, q, k=k, align=False, align_on=None, tokens=None, limit=limit, allow_same=True,
                      device=device, progress=_span(report, share * (i + 1), share * (i + 2), f"{fmt}: neighbours"),
-                     cancel=cancel, known_a=(rows, nb_a, sc_a))
+                     cancel=cancel, known_a=(rows, nb_a, sc_a), search=how)
         c = replace(c, alignment=f"none: B is the {fmt} copy of A, so both share one space")
         impacts.append(QuantImpact(fmt, quantized_bytes(m, fmt), len(m) * m.dim * 4, c, overflow))
     report(1.0, "done")
-    return QuantReport(impacts, k)
+    return QuantReport(impacts, k, how)
 
 
 def _save_safetensors(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str], *,

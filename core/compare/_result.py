@@ -74,6 +74,7 @@ class Comparison:
             neighbours in A and in B, best first; scores_a, scores_b: their cosines.
         norm_a, norm_b: row norms (float32).
         notes: what the user should know (tokens left out, an under-determined rotation, ...).
+        search: "exact", or "approximate" where the neighbours came from NN-descent (a note says so).
         seconds: wall time.
     """
 
@@ -103,6 +104,7 @@ class Comparison:
     notes: tuple[str, ...] = ()
     seconds: float = 0.0
     _positions: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+    search: str = "exact"
 
     # -- sizes ----------------------------------------------------------------------------------
     @property
@@ -259,7 +261,7 @@ class Comparison:
                 "b": self.label_b, "dim_a": self.dim_a, "dim_b": self.dim_b, "summary": s.to_json(),
                 "only_a_examples": list(self.vocab.only_a[:examples]),
                 "only_b_examples": list(self.vocab.only_b[:examples]), "notes": list(self.notes),
-                "identical": self.identical,
+                "identical": self.identical, "search": self.search,
                 "seconds": round(self.seconds, 3)}
 
     def position(self, token: str) -> int:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from core.compare._align import VocabularyMatch, _drift, fit_rotation, match_vocabulary, shared_space
+from core.compare._approx import choose_search
 from core.compare._common import _check_int, _label, _readonly, _span
 from core.compare._neighbours import _neighbours, jaccard
 from core.compare._result import Comparison
@@ -44,8 +45,8 @@ def _choose(vocab: VocabularyMatch, tokens: Sequence[str] | None, limit: int | N
 
 def compare(a: EmbeddingMatrix, b: EmbeddingMatrix, *, k: int = 10, align: bool | None = None,
             align_on: int | None = None, tokens: Sequence[str] | None = None, limit: int | None = None,
-            allow_same: bool = False, device: str = "auto", progress: ProgressFn | None = None,
-            cancel: CancelFn | None = None) -> Comparison:
+            allow_same: bool = False, device: str = "auto", search: str = "auto",
+            progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> Comparison:
     """Compare A (before) with B (after), token by token.
 
     Args:
@@ -61,20 +62,24 @@ def compare(a: EmbeddingMatrix, b: EmbeddingMatrix, *, k: int = 10, align: bool 
         allow_same: kept for callers written when a matrix compared with itself was refused; it is always
             allowed now (zero drift, Jaccard 1.0, and a note that A and B are identical).
         device: for the neighbour searches ("auto", "cpu", "cuda").
+        search: "exact", "approximate" (NN-descent; a note and ``Comparison.search`` say so), or "auto":
+            exact unless the compared tokens are too many for it on the CPU (compared² × dim past
+            :data:`~core.compare._approx.EXACT_MAX_WORK`, e.g. 262,144 × 640).
         progress, cancel: see :mod:`core.progress`.
 
     Raises:
         ParameterError: no shared token, ``align=True`` with different
-            dimensions, a bad ``k``/``align_on``/``limit``, or ``k`` too large for the compared tokens.
+            dimensions, a bad ``k``/``align_on``/``limit``/``search``, or ``k`` too large for the compared
+            tokens.
         Cancelled: through ``cancel``.
     """
     return _compare(a, b, k=k, align=align, align_on=align_on, tokens=tokens, limit=limit, allow_same=allow_same,
-                    device=device, progress=progress, cancel=cancel)
+                    device=device, search=search, progress=progress, cancel=cancel)
 
 
 def _compare(a: EmbeddingMatrix, b: EmbeddingMatrix, *, k: int, align: bool | None, align_on: int | None,
              tokens: Sequence[str] | None, limit: int | None, allow_same: bool, device: str,
-             progress: ProgressFn | None, cancel: CancelFn | None,
+             progress: ProgressFn | None, cancel: CancelFn | None, search: str = "auto",
              known_a: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> Comparison:
     """:func:`compare`; ``known_a`` = (rows, neighbour positions, scores) of A computed before, reused."""
     t0 = time.perf_counter()
@@ -141,16 +146,21 @@ def _compare(a: EmbeddingMatrix, b: EmbeddingMatrix, *, k: int, align: bool | No
     drift = _drift(a, b, rows_a, rows_b, rotation) if same_dim else None
 
     # -- neighbourhoods
+    how = choose_search(search, n, max(a.dim, b.dim), device)
+    if how == "approximate":
+        notes.append(f"neighbours are approximate (NN-descent graphs of A and B, seeded), so a few Jaccard@{k} "
+                     "values may differ from the exact search's; compare with search='exact' (--search exact) "
+                     "for exact ones")
     if known_a is not None and np.array_equal(known_a[0], rows_a):
         nb_a, sc_a = known_a[1], known_a[2]
     else:
         nb_a, sc_a = _neighbours(a, rows_a, k, device, _span(report, 0.08, 0.53, f"{k} neighbours of "
-                                                              f"{n:,} tokens in A"), cancel)
+                                                              f"{n:,} tokens in A"), cancel, how)
     if identical and np.array_equal(rows_a, rows_b):
         nb_b, sc_b = nb_a, sc_a  # the same rows of the same vectors: the same neighbours
     else:
         nb_b, sc_b = _neighbours(b, rows_b, k, device,
-                                 _span(report, 0.53, 0.98, f"{k} neighbours of {n:,} tokens in B"), cancel)
+                                 _span(report, 0.53, 0.98, f"{k} neighbours of {n:,} tokens in B"), cancel, how)
     report(0.98, "Jaccard@k")
     jac = jaccard(nb_a, nb_b)
     norm_a = _readonly(np.asarray(a.norms[rows_a], dtype=np.float32))
@@ -159,6 +169,6 @@ def _compare(a: EmbeddingMatrix, b: EmbeddingMatrix, *, k: int, align: bool | No
     return Comparison(_label(a), _label(b), a.fingerprint, b.fingerprint, a.dim, b.dim, vocab,
                       tuple(vocab.tokens[i] for i in pos.tolist()), _readonly(rows_a), _readonly(rows_b), k,
                       aligned, alignment, anchors, rotation, drift, jac, nb_a, sc_a, nb_b, sc_b, norm_a, norm_b,
-                      tuple(notes), time.perf_counter() - t0)
+                      tuple(notes), time.perf_counter() - t0, search=how)
 
 
