@@ -498,3 +498,51 @@ def test_cli_quantize(exported: dict[str, Path], tmp_path: Path, capsys: pytest.
     assert core.load(out_dir).provenance.dtype == "bfloat16"
     assert main(["quantize", str(exported["a"]), "--out", str(tmp_path / "x")]) == 2
     assert "--out and --format" in capsys.readouterr().err
+
+
+# -- approximate neighbours (issue 17) ------------------------------------------------------------------
+def test_search_is_exact_below_the_size_limit_and_said_in_the_output(small: core.EmbeddingMatrix,
+                                                                      rotated: core.EmbeddingMatrix,
+                                                                      exported: dict[str, Path],
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from core.cli import main
+    from core.compare._approx import choose_search
+
+    c = cp.compare(small, rotated, k=K)
+    assert c.search == "exact" and c.to_json()["search"] == "exact"
+    assert not any("approximate" in n for n in c.notes)
+    assert choose_search("auto", 262_144, 640, "cpu") == "approximate"
+    assert choose_search("auto", 30_522, 384, "cpu") == "exact"
+    assert choose_search("exact", 262_144, 640, "cpu") == "exact"
+    with pytest.raises(ParameterError, match="search='fast'"):
+        cp.compare(small, rotated, search="fast")
+    assert main(["compare", str(exported["a"]), str(exported["b"]), "--search", "exact", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["search"] == "exact"
+    assert main(["quantize", str(exported["a"]), "--formats", "fp16", "--limit", "500", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["search"] == "exact"
+
+
+def _seeded_pair(rows: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A: groups of ~32 tokens around seeded centres, with a decaying spectrum; B = A + small noise."""
+    rng = np.random.default_rng(seed)
+    spec = (np.arange(1, dim + 1, dtype=np.float32) ** -0.5).astype(np.float32)
+    centres = rng.standard_normal((rows // 32, dim), dtype=np.float32) * spec
+    a = centres[rng.integers(0, len(centres), rows)]
+    a += rng.standard_normal((rows, dim), dtype=np.float32) * (spec * np.float32(0.5))
+    return a, a + rng.standard_normal((rows, dim), dtype=np.float32) * (spec * np.float32(0.1))
+
+
+@pytest.mark.slow
+def test_approximate_neighbours_recall_on_a_seeded_20k_sample() -> None:
+    """Recall@10 of the approximate search against scikit-learn's brute-force cosine neighbours, every row."""
+    va, vb = _seeded_pair(20_000, 640)
+    tokens = [f"t{i}" for i in range(len(va))]
+    a, b = core.EmbeddingMatrix(va, tokens), core.EmbeddingMatrix(vb, tokens)
+    c = cp.compare(a, b, k=K, align=False, search="approximate")
+    assert c.search == "approximate" and c.to_json()["search"] == "approximate"
+    assert any("neighbours are approximate" in n for n in c.notes)
+    for side, m in (("a", va), ("b", vb)):
+        want, _ = _sklearn_neighbours(m, K)
+        got = c.neighbors_a if side == "a" else c.neighbors_b
+        recall = np.mean([np.intersect1d(g, w[:K]).size / K for g, w in zip(got, want, strict=True)])
+        assert recall >= 0.99, (side, recall)

@@ -26,6 +26,12 @@ def _add_side(p: argparse.ArgumentParser, side: str, what: str) -> None:
     add_format(p, f"--format-{side}", f"format_{side}", side.upper())
 
 
+def _add_search(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--search", choices=cp.SEARCHES, default="auto",
+                   help="neighbour search for Jaccard@k: exact, approximate (NN-descent; the output says so), or "
+                        "auto: exact unless the vocabulary is too large for it on the CPU (default: auto)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="what moved between A and B: aligned drift, Jaccard@k of neighbourhoods, "
                                        "the moved-most tokens")
@@ -42,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: drift, largest first)")
     p.add_argument("--limit", type=int, metavar="N", help="compare only the first N shared tokens (large "
                    "vocabularies)")
+    _add_search(p)
     p.add_argument("--corpus", metavar="FILE", help="list only tokens that occur in this corpus file "
                    "(tokenised as fine-tuning does)")
     p.add_argument("--analogies", nargs="+", default=[], metavar="FILE",
@@ -63,6 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="formats to measure (default: all)")
     p.add_argument("-k", type=int, default=10, help="neighbours per token for Jaccard@k (default: 10)")
     p.add_argument("--limit", type=int, metavar="N", help="measure only the first N tokens (large vocabularies)")
+    _add_search(p)
     p.add_argument("--out", metavar="DIR", help="write the copy in --format as a new safetensors folder")
     p.add_argument("--format", dest="out_format", choices=cp.QUANT_FORMATS, help="format written to --out")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
@@ -78,7 +86,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     a, b = _open(args, "a"), _open(args, "b")
     with progress_bar("compare") as bar:
         c = cp.compare(a, b, k=args.k, align=args.align, align_on=args.align_on, limit=args.limit,
-                       allow_same=args.allow_same, progress=bar)
+                       allow_same=args.allow_same, search=args.search, progress=bar)
     rows = cp.corpus_rows(a, args.corpus) if args.corpus else None
     payload: dict[str, Any] = c.to_json(top=args.top)
     payload["moved"] = c.moved(args.top, args.sort, rows_a=rows)
@@ -120,7 +128,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
         raise ParameterError("--out and --format go together: --format names the format written to --out")
     with progress_bar("quantize") as bar:
-        report = cp.quantization_impact(m, args.formats, k=args.k, limit=args.limit, progress=bar)
+        report = cp.quantization_impact(m, args.formats, k=args.k, limit=args.limit, search=args.search,
+                                        progress=bar)
     payload = report.to_json()
     written = None
     if args.out:

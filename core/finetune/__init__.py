@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.corpus import Corpus, load_corpus, read_labelled, read_texts, tokenize
 from core.finetune._monitor import TrainingDiverged, TrainingUpdate, UpdateFn
 from core.finetune.classify import ClassifyConfig, LabelledData, prepare, train_classifier
-from core.finetune.corpus import Corpus, load_corpus, read_labelled, read_texts, tokenize
 from core.finetune.devices import Device, choose_device
 from core.finetune.distributed import RankFailed, launch
 from core.finetune.runs import (

@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.corpus import UNKNOWN_POLICIES, TextSource, tokenize_texts
 from core.errors import FormatError, ParameterError
 from core.finetune import _config as cfg
 from core.finetune._monitor import Monitor, UpdateFn, Watch, check_ids, default_watch, downsample, resolve_watch
-from core.finetune.corpus import UNKNOWN_POLICIES, TextSource, tokenize_texts
 from core.finetune.devices import DEVICE_CHOICES, Device, choose_device
 from core.finetune.distributed import SINGLE, Dist
 from core.finetune.sgns import TrainResult, torch_threads

@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 
 from core._io import atomic_dir, check_target
+from core.corpus import Corpus, load_corpus, read_labelled
 from core.errors import FormatError, ParameterError
 from core.finetune import _config as cfg
 from core.finetune._monitor import UpdateFn
 from core.finetune.classify import ClassifyConfig, LabelledData, prepare, train_classifier
-from core.finetune.corpus import Corpus, load_corpus, read_labelled
 from core.finetune.devices import Device
 from core.finetune.distributed import Dist
 from core.finetune.sgns import SGNSConfig, TrainResult, train_sgns

@@ -15,7 +15,8 @@ go in with ``index_add_`` on the touched rows only. Several processes train shar
 up their changes (:mod:`core.finetune.distributed`). Every other row of the matrix is never copied into
 the training table, so it comes out bit for bit as it went in.
 
-    >>> from core.finetune import sgns, corpus
+    >>> from core import corpus
+    >>> from core.finetune import sgns
     >>> c = corpus.load_corpus(m, "finance.txt")
     >>> result = sgns.train_sgns(m, c, sgns.SGNSConfig(epochs=3))
     >>> new = result.apply(m)                         # the full matrix with the trained rows replaced
@@ -34,10 +35,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.corpus import UNKNOWN_POLICIES, Corpus
 from core.errors import ParameterError
 from core.finetune import _config as cfg
 from core.finetune._monitor import Monitor, UpdateFn, Watch, check_ids, default_watch, resolve_watch
-from core.finetune.corpus import UNKNOWN_POLICIES, Corpus
 from core.finetune.devices import DEVICE_CHOICES, Device, choose_device
 from core.finetune.distributed import SINGLE, SYNCS_PER_EPOCH, Dist, shard_bounds
 from core.matrix import EmbeddingMatrix
@@ -291,7 +292,7 @@ def train_sgns(m: EmbeddingMatrix, corpus: Corpus, config: SGNSConfig | None = N
 
     Args:
         m: the matrix; its rows are the centre vectors' starting point.
-        corpus: the tokenised corpus (:func:`core.finetune.corpus.load_corpus`), tokenised with ``m``.
+        corpus: the tokenised corpus (:func:`core.corpus.load_corpus`), tokenised with ``m``.
         config: the settings (validated here first).
         progress, cancel: see :mod:`core.progress`; ``on_update`` receives :class:`TrainingUpdate` objects.
         dist: this rank's place in a distributed run (:mod:`core.finetune.distributed`); every rank passes

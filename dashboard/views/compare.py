@@ -159,7 +159,9 @@ else:
             e1, e2 = st.columns(2)
             e1.write(", ".join(f"`{t}`" for t in c.vocab.only_a[:200]) or "none")
             e2.write(", ".join(f"`{t}`" for t in c.vocab.only_b[:200]) or "none")
-    st.caption(f"**Alignment:** {c.alignment}. Took {c.seconds:.1f} s.")
+    st.caption(f"**Alignment:** {c.alignment}. Took {c.seconds:.1f} s."
+               + (" **Neighbours: approximate** (too many tokens for the exact search here; see the note below)."
+                  if c.search == "approximate" else ""))
     if c.identical:
         st.success("A and B are identical (the same content fingerprint): no token moved, every neighbourhood "
                    "is kept.", icon=":material/check_circle:")
@@ -307,6 +309,9 @@ if qrep is not None:
         "median_jaccard": st.column_config.NumberColumn(f"median Jaccard@{qrep.k}", format="%.3f"),
         "mean_jaccard": st.column_config.NumberColumn(f"mean Jaccard@{qrep.k}", format="%.3f"),
         "changed_share": st.column_config.NumberColumn("neighbourhood changed", format="percent")})
+    if qrep.search == "approximate":
+        st.caption(f"Note: neighbours are approximate (NN-descent graphs), so a few Jaccard@{qrep.k} values may "
+                   "differ from the exact search's.")
     if any(i.overflow for i in qrep.impacts):
         st.warning("Some rows overflow in fp16 (values beyond ±65,504 become infinite); bf16 keeps float32's range.")
     e1, e2 = st.columns([1, 3])

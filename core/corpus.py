@@ -1,4 +1,4 @@
-"""Corpora for fine-tuning: read texts (and labels), tokenise them into rows of the matrix.
+"""Corpora, read and tokenised into rows of a matrix: what fine-tuning trains on and what compare filters by.
 
 A corpus is a text file with one document a line, or one column of a ``.jsonl``/``.csv``/``.tsv`` file.
 Texts are split by the matrix's own tokenizer when it has one (Hugging Face models), otherwise by
