@@ -19,9 +19,8 @@ import pandas as pd
 import pytest
 
 import core
-from core import audit as audit_mod
 from core import charts
-from core.audit import CHECKS, AuditReport, Policy, audit, token_categories, write_html
+from core.audit import CHECKS, AuditReport, Policy, _neardup, audit, token_categories, write_html
 from core.cli import main
 from core.errors import Cancelled, OutputExistsError, ParameterError
 
@@ -148,7 +147,7 @@ def test_near_duplicates_match_an_all_pairs_search(monkeypatch: pytest.MonkeyPat
     v[41] = 2.0 * v[40]                      # same direction, not equal: a near-duplicate at cosine 1
     v[51] = v[50]                            # exactly equal
     m = core.EmbeddingMatrix(v, [f"w{i}" for i in range(len(v))])
-    monkeypatch.setattr(audit_mod, "_BLOCK_ROWS", 512)  # several blocks, and blocks that get skipped
+    monkeypatch.setattr(_neardup, "BLOCK_ROWS", 512)  # several blocks, and blocks that get skipped
     dup = audit(m).check("duplicates")
     assert dup.data["exact"] == [[50, 51]]
     sim = cosine_similarity(v.astype(np.float64))

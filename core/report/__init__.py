@@ -1,0 +1,1 @@
+"""Reports built from results (HTML), next to the charts; nothing in the analysis imports them."""
