@@ -147,7 +147,7 @@ def test_near_duplicates_match_an_all_pairs_search(monkeypatch: pytest.MonkeyPat
     v[41] = 2.0 * v[40]                      # same direction, not equal: a near-duplicate at cosine 1
     v[51] = v[50]                            # exactly equal
     m = core.EmbeddingMatrix(v, [f"w{i}" for i in range(len(v))])
-    monkeypatch.setattr(_neardup, "BLOCK_ROWS", 512)  # several blocks, and blocks that get skipped
+    monkeypatch.setattr(_neardup, "_ROUNDS", 7)  # several calls of the compiled sweep, each on a share of the rows
     dup = audit(m).check("duplicates")
     assert dup.data["exact"] == [[50, 51]]
     sim = cosine_similarity(v.astype(np.float64))
@@ -166,7 +166,9 @@ def test_seeded_gaussian_matrix_passes_every_check(demo: core.EmbeddingMatrix) -
     rng = np.random.default_rng(0)
     g = demo.with_vectors(rng.standard_normal(demo.shape).astype(np.float32))
     r = audit(g)
-    assert r.statuses == dict.fromkeys(CHECKS, "pass"), {c.id: c.reason for c in r.checks if c.status != "pass"}
+    # MiniLM's tokenizer has no chat template: that check does not apply
+    expected = {**dict.fromkeys(CHECKS, "pass"), "template_tokens": "n/a"}
+    assert r.statuses == expected, {c.id: c.reason for c in r.checks if c.status != "pass"}
 
 
 def test_small_gaussian_without_tokenizer() -> None:
@@ -174,6 +176,7 @@ def test_small_gaussian_without_tokenizer() -> None:
     r = audit(core.EmbeddingMatrix(v, [f"row{i}" for i in range(600)]))
     statuses = r.statuses
     assert statuses.pop("tokenizer") == "n/a" and statuses.pop("norm_frequency") == "n/a"
+    assert statuses.pop("template_tokens") == "n/a"
     assert set(statuses.values()) == {"pass"}
 
 
@@ -388,3 +391,28 @@ def test_padding_rows_past_the_tokenizer_are_noted_not_failed() -> None:
     dup = r.check("duplicates")
     assert dup.status == "warn" and set(dup.tokens) == {"[row 598]", "[row 599]"} and "padding" in dup.reason
     assert token_categories(m)[590:].tolist() == ["unassigned"] * 10
+
+
+@pytest.mark.slow
+def test_a_large_cluster_is_one_group_found_in_linear_time() -> None:
+    """262,144 × 640 with 5,000 rows at one vector plus 1e-4 noise (the shape of Gemma 3's unused tokens)."""
+    from sklearn.metrics.pairwise import cosine_similarity
+
+    n, d, size = 262_144, 640, 5_000
+    rng = np.random.default_rng(0)
+    v = rng.standard_normal((n, d), dtype=np.float32)
+    perm = rng.permutation(n)
+    rows, low = np.sort(perm[:size]), perm[size:size + n // 50]
+    v[rows] = rng.standard_normal(d, dtype=np.float32) + 1e-4 * rng.standard_normal((size, d), dtype=np.float32)
+    v[low] *= 0.05
+    m = core.EmbeddingMatrix(v, [f"t{i}" for i in range(n)])
+    policy = Policy.from_mapping({c: {"enabled": False} for c in CHECKS if c != "duplicates"})
+    dup = audit(m, policy).check("duplicates")
+    # the oracle: every pair inside the cluster is above the threshold, no row outside comes near it
+    inside = cosine_similarity(v[rows].astype(np.float64))
+    outside = cosine_similarity(np.delete(v, rows, axis=0), v[rows[:1]])
+    assert inside.min() > 0.999 and outside.max() < 0.5
+    assert dup.data["near"] == [rows.tolist()] and dup.data["exact"] == []
+    assert dup.status == "warn" and len(dup.tokens) == size
+    table = dup.data["groups"]
+    assert table["size"].tolist() == [size] and table["tokens"].iloc[0].endswith(f"({size - 50} more)")

@@ -1,26 +1,42 @@
 """Exact and near-duplicate rows, grouped in time that grows with the rows, not with the square of a cluster.
 
-Near duplicates are the connected components of the graph "cosine above the threshold". The search is exact:
-for unit rows u, v and an orthonormal projection P with residual norms r, cos(u, v) = Pu·Pv + (rest) ≤
-Pu·Pv + r_u r_v, so one small matrix product per block of rows bounds every pair and only pairs whose bound
-reaches the threshold can be edges. Those pairs go through a compiled union-find: a pair whose rows are
-already in one group is skipped without computing its cosine (it cannot change the groups), so a cluster of
-c near-identical rows costs about c exact cosines instead of c²/2, and no list of pairs is ever built.
+Near duplicates are the connected components of the graph "cosine above the threshold", found exactly:
+
+* Window. Two unit rows with cosine above t are closer than r = sqrt(2 - 2t), so their projections on the
+  sample's top direction differ by less than r: sorted by that projection, a row is compared only with the
+  rows after it within r.
+* Bound. For an orthonormal projection P with residual norms ρ, cos(u, v) = Pu·Pv + (rest) ≤ Pu·Pv + ρ_u ρ_v:
+  :data:`BOUND_DIRECTIONS` products per pair rule out practically every pair of unrelated rows.
+* Union-find. A pair that passes the bound is skipped without its exact cosine when its rows are already in
+  one group (it cannot change the groups); otherwise its exact float64 cosine decides. A cluster of c
+  near-identical rows costs about c exact cosines, and no list of pairs is ever built.
+
+The loops are compiled (numba, releasing the GIL) and run on every core: each thread keeps its own union-find
+over its share of the rows and records only the edges that joined two of its groups (fewer than the rows), and
+the edges of all threads are joined at the end; a pair one thread skipped lies inside a group its own edges
+already join.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from numba import njit
 
-from core.audit._shared import Scan, row_chunks, unit_rows
+from core.audit._shared import Scan, row_chunks, top_directions, unit_rows
 from core.matrix import EmbeddingMatrix
 
-#: Rows per block of the pairwise pass (a 4096² float32 block is 64 MiB).
-BLOCK_ROWS = 4096
+#: Directions of the bound. Fewer make each pair cheaper and the bound looser; 8 rule out practically every
+#: pair of unrelated rows at cosine 0.999, and a pair that passes costs one exact cosine at most.
+BOUND_DIRECTIONS = 8
+#: Rows compared together against their window (their coordinates stay in the first-level cache).
+_TILE = 64
+#: Progress reports over the sweep.
+_ROUNDS = 40
 
 
 @njit(nogil=True, cache=True)
@@ -36,41 +52,78 @@ def _find(parent: np.ndarray, a: int) -> int:  # pragma: no cover - compiled
 
 
 @njit(nogil=True, cache=True)
-def _join_block(bound: np.ndarray, cut: float, same: bool, ri: np.ndarray, rj: np.ndarray, xi: np.ndarray,
-                xj: np.ndarray, norms: np.ndarray, threshold: float, parent: np.ndarray, low: np.ndarray,
-                touched: np.ndarray) -> int:  # pragma: no cover - compiled
-    """Join the pairs of one block pair whose bound reaches ``cut`` and whose exact cosine passes ``threshold``.
+def _cosine(x: np.ndarray, ra: int, rb: int, norms: np.ndarray) -> float:  # pragma: no cover - compiled
+    """The exact cosine of two rows in float64, summed in order (no fast-math here)."""
+    dot = 0.0
+    for k in range(x.shape[1]):
+        dot += np.float64(x[ra, k]) * np.float64(x[rb, k])
+    return dot / (norms[ra] * norms[rb])
 
-    ``low`` keeps each row's lowest exact cosine among the edges that joined it; returns the cosines computed.
+
+@njit(nogil=True, cache=True)
+def _sweep(t: int, z: np.ndarray, z0: np.ndarray, reach: float, t_lo: int, t_hi: int, rows: np.ndarray,
+           x: np.ndarray, norms: np.ndarray, cut: float, threshold: float, parents: np.ndarray, ea: np.ndarray,
+           eb: np.ndarray, ecos: np.ndarray, counts: np.ndarray) -> None:  # pragma: no cover - compiled
+    """Thread ``t``'s share of tiles ``t_lo`` … ``t_hi`` of the rows (sorted by ``z0``) against their windows.
+
+    ``z`` holds the bound coordinates of each row (the projections, then the residual). Thread ``t`` of ``T``
+    takes every ``T``-th tile, keeps its union-find in ``parents[t]`` (over sorted positions) and appends the
+    edges that joined two of its groups to ``ea[t]``, ``eb[t]``, ``ecos[t]`` (``counts[t]`` so far); threads
+    write nothing in common.
     """
-    computed = 0
-    d = xi.shape[1]
-    for a in range(bound.shape[0]):
-        start = a + 1 if same else 0
-        ra = ri[a]
-        for b in range(start, bound.shape[1]):
-            if bound[a, b] < cut:
-                continue
-            rb = rj[b]
-            fa = _find(parent, ra)
-            fb = _find(parent, rb)
-            if fa == fb:
-                continue
-            dot = 0.0
-            for k in range(d):
-                dot += np.float64(xi[a, k]) * np.float64(xj[b, k])
-            computed += 1
-            cos = dot / (norms[ra] * norms[rb])
-            if cos > threshold:
-                if fa < fb:
-                    parent[fb] = fa
-                else:
-                    parent[fa] = fb
-                low[ra] = min(low[ra], cos)
-                low[rb] = min(low[rb], cos)
-                touched[ra] = True
-                touched[rb] = True
-    return computed
+    threads = parents.shape[0]
+    n, w = z.shape
+    cut32 = np.float32(cut)
+    parent = parents[t]
+    acc = np.empty(_TILE, dtype=np.float32)
+    zat = np.empty((w, _TILE), dtype=np.float32)
+    cnt = counts[t]
+    for ti in range(t_lo + (t - t_lo) % threads, t_hi, threads):
+        a0 = ti * _TILE
+        a1 = min(n, a0 + _TILE)
+        na = a1 - a0
+        for k in range(w):
+            for i in range(na):
+                zat[k, i] = z[a0 + i, k]
+        hi = np.searchsorted(z0, z0[a1 - 1] + reach, side="right")
+        for b in range(a0 + 1, hi):
+            # the tile's bounds against row b: a vector loop over the tile
+            for i in range(na):
+                acc[i] = 0.0
+            for k in range(w):
+                zb = z[b, k]
+                for i in range(na):
+                    acc[i] += zat[k, i] * zb
+            for i in range(min(na, b - a0)):
+                if acc[i] < cut32:
+                    continue
+                a = a0 + i
+                fa = _find(parent, a)
+                fb = _find(parent, b)
+                if fa == fb:
+                    continue
+                cos = _cosine(x, rows[a], rows[b], norms)
+                if cos > threshold:
+                    if fa < fb:
+                        parent[fb] = fa
+                    else:
+                        parent[fa] = fb
+                    ea[t, cnt] = a
+                    eb[t, cnt] = b
+                    ecos[t, cnt] = cos
+                    cnt += 1
+    counts[t] = cnt
+
+
+@njit(nogil=True, cache=True)
+def _join(parent: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:  # pragma: no cover - compiled
+    for i in range(a.size):
+        fa = _find(parent, a[i])
+        fb = _find(parent, b[i])
+        if fa < fb:
+            parent[fb] = fa
+        elif fb < fa:
+            parent[fa] = fb
 
 
 @njit(nogil=True, cache=True)
@@ -81,72 +134,88 @@ def _roots(parent: np.ndarray, rows: np.ndarray) -> np.ndarray:  # pragma: no co
     return out
 
 
-def _exact_rows(m: EmbeddingMatrix, rows: np.ndarray) -> np.ndarray:
-    x = np.asarray(m.vectors[rows])
-    return np.ascontiguousarray(x, dtype=np.float64 if x.dtype == np.float64 else np.float32)
+def _own_directions(m: EmbeddingMatrix, rows: np.ndarray, norms: np.ndarray, k: int) -> np.ndarray:
+    """``k`` orthonormal directions for a matrix the sample gave none for: its own axes when it has no more
+    than ``k`` dimensions (the bound is then exact), else the top directions of a seeded sample of rows (a
+    generator of its own, so the audit's draws stay as they are)."""
+    d = m.dim
+    if d <= k:
+        return np.eye(k, d, dtype=np.float32)
+    rng = np.random.default_rng(0)
+    pick = rows if rows.size <= 2000 else np.sort(rng.choice(rows, 2000, replace=False))
+    return top_directions(unit_rows(m, pick, norms), k, rng)
+
+
+def _matrix_rows(m: EmbeddingMatrix) -> np.ndarray:
+    x = np.asarray(m.vectors)
+    return x if x.dtype in (np.float32, np.float64) else np.asarray(x, dtype=np.float32)
 
 
 def near_groups(m: EmbeddingMatrix, rows: np.ndarray, norms: np.ndarray, threshold: float,
                 directions: np.ndarray | None, stage: Callable[[float], None]) -> tuple[list[np.ndarray], np.ndarray]:
     """Groups of ``rows`` (indices into the matrix) joined by cosines above ``threshold``, found exactly.
 
+    Args:
+        directions: orthonormal directions (k × dim), the first :data:`BOUND_DIRECTIONS` of which make the
+            window and the bound; None to choose them here.
+
     Returns:
         the groups (sorted row arrays, sorted by first row), and per row the lowest cosine among the edges
         that joined it (1.0 for rows in no group).
     """
     n, d = rows.size, m.dim
-    exact = directions is None
-    width = d if exact else directions.shape[0] + 1  # type: ignore[union-attr]
-    z = np.empty((n, width), dtype=np.float32)
+    k = BOUND_DIRECTIONS
+    if directions is None or directions.shape[0] < k:
+        directions = _own_directions(m, rows, norms, k)
+    directions = np.ascontiguousarray(directions[:k], dtype=np.float32)
+    if directions.shape[0] < k:  # fewer rows than directions: zero ones add nothing to the bound
+        directions = np.vstack([directions, np.zeros((k - directions.shape[0], d), dtype=np.float32)])
+    z = np.empty((n, k + 1), dtype=np.float32)
     for s, e in row_chunks(n, d):
-        u = unit_rows(m, rows[s:e], norms)
-        if exact:
-            z[s:e] = u
-        else:
-            p = u @ directions.T  # type: ignore[union-attr]
-            z[s:e, :-1] = p
-            z[s:e, -1] = np.sqrt(np.maximum(0.0, 1.0 - np.einsum("ij,ij->i", p, p)))
-    slack = 1e-4 if not exact else 1e-5  # float32 rounding of the bound; every survivor is re-checked exactly
-    cut = float(np.float32(threshold - slack))
-    # Sorted by the first coordinate, a block pair whose ranges are farther apart than the largest distance
-    # between two unit rows above the threshold holds no pair: |u_0 - v_0| <= |u - v| = sqrt(2 - 2 cos).
-    order = np.argsort(z[:, 0], kind="stable")
-    z, rows = z[order], np.ascontiguousarray(rows[order], dtype=np.int64)
+        p = unit_rows(m, rows[s:e], norms) @ directions.T
+        z[s:e, :k] = p
+        z[s:e, k] = np.sqrt(np.maximum(0.0, 1.0 - np.einsum("ij,ij->i", p, p)))
+    cut = float(np.float32(threshold - 1e-4))  # float32 rounding of the bound; survivors are checked exactly
     reach = math.sqrt(2.0 * max(0.0, 1.0 - threshold)) + 1e-4
-    parent = np.arange(len(m), dtype=np.int64)
-    low = np.ones(len(m))
-    touched = np.zeros(len(m), dtype=bool)
+    order = np.argsort(z[:, 0], kind="stable")
+    z = np.ascontiguousarray(z[order])
+    z0 = np.ascontiguousarray(z[:, 0])
+    rows = np.ascontiguousarray(rows[order], dtype=np.int64)
+    threads = max(1, min(os.cpu_count() or 1, 16, -(-n // (64 * _TILE))))
+    parents = np.tile(np.arange(n, dtype=np.int64), (threads, 1))
+    ea = np.empty((threads, max(1, n - 1)), dtype=np.int64)
+    eb = np.empty_like(ea)
+    ecos = np.empty(ea.shape)
+    counts = np.zeros(threads, dtype=np.int64)
+    x = _matrix_rows(m)
     norms64 = np.ascontiguousarray(norms, dtype=np.float64)
-    blocks = list(range(0, n, BLOCK_ROWS))
-    total = len(blocks) * (len(blocks) + 1) // 2
-    done = 0
-    buf = np.empty((BLOCK_ROWS, BLOCK_ROWS), dtype=np.float32)
-    for bi in blocks:
-        zi = z[bi:bi + BLOCK_ROWS]
-        xi: np.ndarray | None = None
-        for bj in blocks:
-            if bj < bi:
-                continue
-            done += 1
-            stage(done / total)
-            if z[bj, 0] - z[min(bi + BLOCK_ROWS, n) - 1, 0] > reach:
-                break
-            zj = z[bj:bj + BLOCK_ROWS]
-            out = buf[:zi.shape[0], :zj.shape[0]]
-            np.matmul(zi, zj.T, out=out)
-            if not (out.max() >= cut):
-                continue
-            if xi is None:  # the rows themselves, read only for blocks that hold a candidate
-                xi = _exact_rows(m, rows[bi:bi + BLOCK_ROWS])
-            xj = xi if bj == bi else _exact_rows(m, rows[bj:bj + BLOCK_ROWS])
-            _join_block(out, cut, bi == bj, rows[bi:bi + BLOCK_ROWS], rows[bj:bj + BLOCK_ROWS], xi, xj, norms64,
-                        float(threshold), parent, low, touched)
-    joined = np.flatnonzero(touched)
+    tiles = -(-n // _TILE)
+    step = max(threads, -(-tiles // _ROUNDS))
+    # The compiled loop releases the GIL: one thread per core, each on its own share (a pool per search, so
+    # that two audits in one process never wait on each other's work).
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="embedscope-audit") as pool:
+        for t0 in range(0, tiles, step):
+            stage(t0 / tiles)
+            t1 = min(tiles, t0 + step)
+            for fut in [pool.submit(_sweep, t, z, z0, reach, t0, t1, rows, x, norms64, cut, float(threshold), parents,
+                                    ea, eb, ecos, counts) for t in range(threads)]:
+                fut.result()
+    stage(1.0)
+    a = np.concatenate([rows[ea[t, :counts[t]]] for t in range(threads)])
+    b = np.concatenate([rows[eb[t, :counts[t]]] for t in range(threads)])
+    cos = np.concatenate([ecos[t, :counts[t]] for t in range(threads)])
+    low = np.ones(len(m))
+    if not a.size:
+        return [], low
+    np.minimum.at(low, a, cos)
+    np.minimum.at(low, b, cos)
+    parent = np.arange(len(m), dtype=np.int64)
+    _join(parent, a, b)
+    joined = np.unique(np.concatenate([a, b]))
     roots = _roots(parent, joined)
-    order = np.lexsort((joined, roots))
-    joined, roots = joined[order], roots[order]
-    starts = np.flatnonzero(np.r_[True, roots[1:] != roots[:-1]]) if joined.size else np.zeros(0, np.int64)
-    groups = [g for g in np.split(joined, starts[1:]) if g.size > 1] if joined.size else []
+    by_root = np.lexsort((joined, roots))
+    joined, roots = joined[by_root], roots[by_root]
+    groups = [g for g in np.split(joined, np.flatnonzero(roots[1:] != roots[:-1]) + 1) if g.size > 1]
     groups.sort(key=lambda g: int(g[0]))
     return groups, low
 
