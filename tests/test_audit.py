@@ -108,6 +108,31 @@ def test_tied_scores_follow_the_magikarp_recipe(demo: core.EmbeddingMatrix, demo
     assert cands["token"].map(lambda t: bool(_UNUSED.fullmatch(t))).mean() > 0.5
 
 
+@pytest.mark.parametrize(("tied", "tensor", "method"), [
+    (False, "lm_head.weight", "output embeddings (lm_head.weight): cosine distance"),
+    (None, "output.weight", "output embeddings (output.weight): cosine distance"),
+    (False, "embeddings.word_embeddings.weight", "input-embedding L2 norm"),
+])
+def test_the_indicator_follows_the_table_kind(demo: core.EmbeddingMatrix, demo_weights: np.ndarray,
+                                              categories: np.ndarray, tied: bool | None, tensor: str,
+                                              method: str) -> None:
+    """Magikarp's advice: the input norm for an untied input table, the unembedding cosine for output tables."""
+    from sklearn.decomposition import PCA
+
+    m = demo.with_vectors(np.asarray(demo.vectors), provenance=replace(demo.provenance, tied=tied, tensor=tensor))
+    r = audit(m, _NO_DUPES)
+    assert r.method.startswith(method)
+    x = demo_weights.astype(np.float64)
+    if "cosine" in method:
+        pc = PCA(n_components=1).fit(x).components_[0]
+        xw = x - np.outer(x @ pc, pc)
+        mu = xw[np.flatnonzero(np.isin(categories, ["unreachable", "declared-unused"]))].mean(axis=0)
+        expected = 1 - xw @ mu / (np.linalg.norm(xw, axis=1) * np.linalg.norm(mu))
+    else:
+        expected = np.linalg.norm(x, axis=1)
+    np.testing.assert_allclose(r.undertrained["score"], expected[r.undertrained["id"]], rtol=1e-5, atol=1e-5)
+
+
 # -- damage injected into a copy of MiniLM ---------------------------------------------------------------
 def test_injected_defects_are_each_reported_by_the_right_check(demo: core.EmbeddingMatrix,
                                                                base: AuditReport) -> None:
