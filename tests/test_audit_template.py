@@ -107,7 +107,8 @@ def test_released_templates_emit_what_transformers_renders(tmp_path: Path, name:
     for f in ("tokenizer.json", "tokenizer_config.json"):
         shutil.copy(src / f, tmp_path / f)
     hf = AutoTokenizer.from_pretrained(str(tmp_path))
-    ids = hf.apply_chat_template(list(CONVERSATION), add_generation_prompt=True, tokenize=True)
+    text = hf.apply_chat_template(list(CONVERSATION), add_generation_prompt=True, tokenize=False)
+    ids = hf.encode(str(text), add_special_tokens=False)
     special = set(hf.all_special_ids) | {i for i, t in hf.added_tokens_decoder.items() if t.special}
     expected = {hf.convert_ids_to_tokens(i) for i in ids if i in special}
     v = _weights(tmp_path, len(hf))

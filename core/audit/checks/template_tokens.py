@@ -4,7 +4,8 @@ Fine-tuning on a chat format whose special tokens were never trained gives infin
 garbage (reported for the reserved tokens of Llama 3.1 and Mistral Nemo). :func:`core.template.template_tokens`
 renders the template in Jinja2's sandbox and lists the special tokens the encoding holds and the declared ones
 nothing emits; this check looks each up in the under-trained check's scores: fail when a token the template
-emits is under-trained (it stands apart on the under-trained indicator, or its row is zero or not finite),
+emits is under-trained (it stands apart on the under-trained indicator, its log norm is as far below the bulk
+(robust z below the under-trained ``z``), or its row is zero or not finite),
 warn when a declared special token appears in no encoding and its row looks untrained, n/a (with the reason,
 the Jinja error included) when there is no template or it does not render.
 """
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from core.audit._context import Context
-from core.audit._shared import na
+from core.audit._shared import na, robust_z
 from core.audit._spec import CheckSpec, register
 from core.audit.policy import number
 from core.audit.result import Check
@@ -61,9 +62,14 @@ def run(ctx: Context) -> Check:
                                              f"under-trained check {why}, so they cannot be scored")
     flagged = set(under.ids)
     candidates = set(int(i) for i in under.data["candidates"]["id"])
+    # A row whose norm is far below the bulk looks untrained whatever the indicator: the cosine indicator of
+    # tied tables does not see a row that kept its direction and lost its length.
+    zt = policy.num("undertrained", "z")
+    norm_z = np.full(len(m), np.nan)
+    norm_z[scan.good], _, _ = robust_z(np.log(scan.norms[scan.good]))
 
     def untrained(t: TemplateToken) -> bool:
-        return t.id in flagged or not scan.good[t.id]
+        return t.id in flagged or not scan.good[t.id] or bool(norm_z[t.id] < -zt)
 
     bad_emitted = [t for t in found.emitted if untrained(t)]
     bad_unused = [t for t in found.unused if untrained(t)]
@@ -72,10 +78,11 @@ def run(ctx: Context) -> Check:
     table = pd.DataFrame({
         "token": [t.token for _, t in every], "id": [t.id for _, t in every], "role": [r for r, _ in every],
         "count": [t.count for _, t in every], "score": [float(scores[t.id]) for _, t in every],
-        "norm": [float(scan.norms[t.id]) for _, t in every],
+        "norm": [float(scan.norms[t.id]) for _, t in every], "norm z": [float(norm_z[t.id]) for _, t in every],
         "candidate": [t.id in candidates for _, t in every], "under-trained": [untrained(t) for _, t in every],
         "neighbours": [near.get(t.id, "—") for _, t in every]},
-        columns=["token", "id", "role", "count", "score", "norm", "candidate", "under-trained", "neighbours"])
+        columns=["token", "id", "role", "count", "score", "norm", "norm z", "candidate", "under-trained",
+                 "neighbours"])
     status = ("fail" if len(bad_emitted) > policy.num("template_tokens", "max_untrained_emitted") else
               "warn" if len(bad_unused) > policy.num("template_tokens", "max_untrained_unused") else "pass")
     src = f"the chat template ({found.source}) on a {'three' if found.notes else 'four'}-turn conversation"
