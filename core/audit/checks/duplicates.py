@@ -42,7 +42,9 @@ def _lowest_cosine(m: EmbeddingMatrix, group: np.ndarray, norms: np.ndarray, low
     x = np.asarray(m.vectors[group], dtype=np.float64)
     cos = (x @ x.T) / np.outer(norms[group], norms[group])
     pairs = cos[np.triu_indices(group.size, 1)]
-    return float(pairs[pairs > threshold].min())
+    above = pairs[pairs > threshold]
+    # a product summed in another order can put an edge exactly at the threshold: then the edges' own cosines
+    return float(above.min()) if above.size else float(low[group].min())
 
 
 def run(ctx: Context) -> Check:
