@@ -34,7 +34,7 @@ from core.matrix import EmbeddingMatrix
 #: pair of unrelated rows at cosine 0.999, and a pair that passes costs one exact cosine at most.
 BOUND_DIRECTIONS = 8
 #: Rows compared together against their window (their coordinates stay in the first-level cache).
-_TILE = 64
+_TILE = 256
 #: Progress reports over the sweep.
 _ROUNDS = 40
 
