@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.audit import AuditReport, Policy, audit, render_html
+from core.audit import AuditReport, Policy, audit
 from core.matrix import EmbeddingMatrix
 from core.progress import ProgressFn
+from core.report.audit_html import render_html
 from dashboard.cached import ResultStore
 
 _MAX_ENTRIES = 8

@@ -19,9 +19,8 @@ import pandas as pd
 import pytest
 
 import core
-from core import audit as audit_mod
 from core import charts
-from core.audit import CHECKS, AuditReport, Policy, audit, token_categories, write_html
+from core.audit import CHECKS, AuditReport, Policy, _neardup, audit, token_categories, write_html
 from core.cli import main
 from core.errors import Cancelled, OutputExistsError, ParameterError
 
@@ -109,6 +108,31 @@ def test_tied_scores_follow_the_magikarp_recipe(demo: core.EmbeddingMatrix, demo
     assert cands["token"].map(lambda t: bool(_UNUSED.fullmatch(t))).mean() > 0.5
 
 
+@pytest.mark.parametrize(("tied", "tensor", "method"), [
+    (False, "lm_head.weight", "output embeddings (lm_head.weight): cosine distance"),
+    (None, "output.weight", "output embeddings (output.weight): cosine distance"),
+    (False, "embeddings.word_embeddings.weight", "input-embedding L2 norm"),
+])
+def test_the_indicator_follows_the_table_kind(demo: core.EmbeddingMatrix, demo_weights: np.ndarray,
+                                              categories: np.ndarray, tied: bool | None, tensor: str,
+                                              method: str) -> None:
+    """Magikarp's advice: the input norm for an untied input table, the unembedding cosine for output tables."""
+    from sklearn.decomposition import PCA
+
+    m = demo.with_vectors(np.asarray(demo.vectors), provenance=replace(demo.provenance, tied=tied, tensor=tensor))
+    r = audit(m, _NO_DUPES)
+    assert r.method.startswith(method)
+    x = demo_weights.astype(np.float64)
+    if "cosine" in method:
+        pc = PCA(n_components=1).fit(x).components_[0]
+        xw = x - np.outer(x @ pc, pc)
+        mu = xw[np.flatnonzero(np.isin(categories, ["unreachable", "declared-unused"]))].mean(axis=0)
+        expected = 1 - xw @ mu / (np.linalg.norm(xw, axis=1) * np.linalg.norm(mu))
+    else:
+        expected = np.linalg.norm(x, axis=1)
+    np.testing.assert_allclose(r.undertrained["score"], expected[r.undertrained["id"]], rtol=1e-5, atol=1e-5)
+
+
 # -- damage injected into a copy of MiniLM ---------------------------------------------------------------
 def test_injected_defects_are_each_reported_by_the_right_check(demo: core.EmbeddingMatrix,
                                                                base: AuditReport) -> None:
@@ -148,7 +172,7 @@ def test_near_duplicates_match_an_all_pairs_search(monkeypatch: pytest.MonkeyPat
     v[41] = 2.0 * v[40]                      # same direction, not equal: a near-duplicate at cosine 1
     v[51] = v[50]                            # exactly equal
     m = core.EmbeddingMatrix(v, [f"w{i}" for i in range(len(v))])
-    monkeypatch.setattr(audit_mod, "_BLOCK_ROWS", 512)  # several blocks, and blocks that get skipped
+    monkeypatch.setattr(_neardup, "_ROUNDS", 7)  # several calls of the compiled sweep, each on a share of the rows
     dup = audit(m).check("duplicates")
     assert dup.data["exact"] == [[50, 51]]
     sim = cosine_similarity(v.astype(np.float64))
@@ -167,7 +191,9 @@ def test_seeded_gaussian_matrix_passes_every_check(demo: core.EmbeddingMatrix) -
     rng = np.random.default_rng(0)
     g = demo.with_vectors(rng.standard_normal(demo.shape).astype(np.float32))
     r = audit(g)
-    assert r.statuses == dict.fromkeys(CHECKS, "pass"), {c.id: c.reason for c in r.checks if c.status != "pass"}
+    # MiniLM's tokenizer has no chat template: that check does not apply
+    expected = {**dict.fromkeys(CHECKS, "pass"), "template_tokens": "n/a"}
+    assert r.statuses == expected, {c.id: c.reason for c in r.checks if c.status != "pass"}
 
 
 def test_small_gaussian_without_tokenizer() -> None:
@@ -175,6 +201,7 @@ def test_small_gaussian_without_tokenizer() -> None:
     r = audit(core.EmbeddingMatrix(v, [f"row{i}" for i in range(600)]))
     statuses = r.statuses
     assert statuses.pop("tokenizer") == "n/a" and statuses.pop("norm_frequency") == "n/a"
+    assert statuses.pop("template_tokens") == "n/a"
     assert set(statuses.values()) == {"pass"}
 
 
@@ -389,3 +416,28 @@ def test_padding_rows_past_the_tokenizer_are_noted_not_failed() -> None:
     dup = r.check("duplicates")
     assert dup.status == "warn" and set(dup.tokens) == {"[row 598]", "[row 599]"} and "padding" in dup.reason
     assert token_categories(m)[590:].tolist() == ["unassigned"] * 10
+
+
+@pytest.mark.slow
+def test_a_large_cluster_is_one_group_found_in_linear_time() -> None:
+    """262,144 × 640 with 5,000 rows at one vector plus 1e-4 noise (the shape of Gemma 3's unused tokens)."""
+    from sklearn.metrics.pairwise import cosine_similarity
+
+    n, d, size = 262_144, 640, 5_000
+    rng = np.random.default_rng(0)
+    v = rng.standard_normal((n, d), dtype=np.float32)
+    perm = rng.permutation(n)
+    rows, low = np.sort(perm[:size]), perm[size:size + n // 50]
+    v[rows] = rng.standard_normal(d, dtype=np.float32) + 1e-4 * rng.standard_normal((size, d), dtype=np.float32)
+    v[low] *= 0.05
+    m = core.EmbeddingMatrix(v, [f"t{i}" for i in range(n)])
+    policy = Policy.from_mapping({c: {"enabled": False} for c in CHECKS if c != "duplicates"})
+    dup = audit(m, policy).check("duplicates")
+    # the oracle: every pair inside the cluster is above the threshold, no row outside comes near it
+    inside = cosine_similarity(v[rows].astype(np.float64))
+    outside = cosine_similarity(np.delete(v, rows, axis=0), v[rows[:1]])
+    assert inside.min() > 0.999 and outside.max() < 0.5
+    assert dup.data["near"] == [rows.tolist()] and dup.data["exact"] == []
+    assert dup.status == "warn" and len(dup.tokens) == size
+    table = dup.data["groups"]
+    assert table["size"].tolist() == [size] and table["tokens"].iloc[0].endswith(f"({size - 50} more)")

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _realfiles import npm_tokenizer, smollm2_hf_folder
 from safetensors.numpy import save_file
 
 import core
 from core.audit import CHECKS, Policy, audit
-from tests._realfiles import npm_tokenizer, smollm2_hf_folder
 
 GEMMA_ROWS = 262_144  # Gemma 3's embedding table; its tokenizer.json has one entry more
 
@@ -108,11 +108,16 @@ def _word2vec_test_vectors() -> Path:
 #: What each check says on each healthy model under the default policy (the report lists these).
 EXPECTED = {
     "minilm": {"numerical": "pass", "duplicates": "pass", "norm_outliers": "warn", "undertrained": "warn",
-               "anisotropy": "pass", "rogue_dimensions": "pass", "norm_frequency": "pass", "tokenizer": "pass"},
+               "anisotropy": "pass", "rogue_dimensions": "pass", "norm_frequency": "pass", "tokenizer": "pass",
+               "template_tokens": "n/a"},
     "smollm2": {"numerical": "pass", "duplicates": "warn", "norm_outliers": "pass", "undertrained": "warn",
-                "anisotropy": "pass", "rogue_dimensions": "pass", "norm_frequency": "n/a", "tokenizer": "pass"},
+                "anisotropy": "pass", "rogue_dimensions": "pass", "norm_frequency": "n/a", "tokenizer": "pass",
+                # SmolLM2-135M-Instruct's <|im_start|> and <|im_end|> rows sit with the never-used tokens' rows
+                # (the indicator flags them) but have ordinary lengths: a warning, not a failed release
+                "template_tokens": "warn"},
     "word2vec": {"numerical": "pass", "duplicates": "warn", "norm_outliers": "pass", "undertrained": "pass",
-                 "anisotropy": "n/a", "rogue_dimensions": "n/a", "norm_frequency": "pass", "tokenizer": "n/a"},
+                 "anisotropy": "n/a", "rogue_dimensions": "n/a", "norm_frequency": "pass", "tokenizer": "n/a",
+                 "template_tokens": "n/a"},
 }
 
 
@@ -123,13 +128,14 @@ def _cli_audit(source: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, di
     return code, json.loads(capsys.readouterr().out)
 
 
-def test_healthy_models_of_three_families_pass_the_gate(capsys: pytest.CaptureFixture[str]) -> None:
+def test_three_model_families_at_the_gate(capsys: pytest.CaptureFixture[str]) -> None:
     sources = {"minilm": "demo", "smollm2": str(smollm2_hf_folder()), "word2vec": str(_word2vec_test_vectors())}
     families = {"minilm": "encoder", "smollm2": "decoder", "word2vec": "static"}
     for name, source in sources.items():
         code, out = _cli_audit(source, capsys)
         statuses = {c["id"]: c["status"] for c in out["checks"]}
-        assert (code, out["family"], statuses) == (0, families[name], EXPECTED[name]), (
+        gate = 1 if "fail" in EXPECTED[name].values() else 0
+        assert (code, out["family"], statuses) == (gate, families[name], EXPECTED[name]), (
             name, {c["id"]: c["reason"] for c in out["checks"]})
         for c in out["checks"]:
             assert c["premise"] and (c["status"] != "n/a" or c["value"] is None)

@@ -37,7 +37,7 @@ def _badges(at: AppTest) -> list[str]:
 def test_health_page_on_the_demo(health: AppTest, demo: core.EmbeddingMatrix) -> None:
     assert health.title[0].value == "Health"
     assert not health.error
-    assert health.subheader[0].value == "6 pass · 2 warn · 0 fail"
+    assert health.subheader[0].value == "6 pass · 2 warn · 0 fail · 1 n/a"  # no chat template: n/a
     badges = _badges(health)
     assert len(badges) == len(CHECKS)
     assert sum("orange-badge" in b for b in badges) == 2 and not any("red-badge" in b for b in badges)

@@ -17,11 +17,11 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import _realfiles
 import pytest
 from streamlit.testing.v1 import AppTest
 
 import core
-from tests import _realfiles
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 SAMPLES = ("Hello world", "naïve café", "東京", "😀", "  two  spaces")

@@ -9,13 +9,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import _realfiles
 import numpy as np
 import pytest
 
 import core
 from core.audit import token_categories
 from core.errors import FormatError
-from tests import _realfiles
 
 #: Texts every real-file test looks up: accents, CJK, an emoji past the BMP, repeated spaces.
 SAMPLES = ("Hello world", "naïve café", "東京", "😀", "  two  spaces")

@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-from core.audit import CHECKS, PREMISES, TITLES, AuditReport, Policy, audit, write_html
+from core.audit import CHECKS, PREMISES, TITLES, AuditReport, Policy, audit
 from core.cli._common import EXIT_FAIL, EXIT_OK, add_json, add_source, emit, open_source, progress_bar
+from core.report.audit_html import write_html
 
 _MARK = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "n/a": "n/a "}
 
