@@ -202,6 +202,7 @@ def test_small_gaussian_without_tokenizer() -> None:
     statuses = r.statuses
     assert statuses.pop("tokenizer") == "n/a" and statuses.pop("norm_frequency") == "n/a"
     assert statuses.pop("template_tokens") == "n/a"
+    assert statuses.pop("unreachable") == "n/a" and statuses.pop("partial_utf8") == "n/a"
     assert set(statuses.values()) == {"pass"}
 
 

@@ -109,15 +109,17 @@ def _word2vec_test_vectors() -> Path:
 EXPECTED = {
     "minilm": {"numerical": "pass", "duplicates": "pass", "norm_outliers": "warn", "undertrained": "warn",
                "anisotropy": "pass", "rogue_dimensions": "pass", "norm_frequency": "pass", "tokenizer": "pass",
-               "template_tokens": "n/a"},
+               "template_tokens": "n/a", "unreachable": "pass", "partial_utf8": "pass",
+               # MiniLM's Bengali, Tibetan and Sinhala tokens are 10-15 times as often under-trained as the rest
+               "scripts": "warn"},
     "smollm2": {"numerical": "pass", "duplicates": "warn", "norm_outliers": "pass", "undertrained": "warn",
                 "anisotropy": "pass", "rogue_dimensions": "pass", "norm_frequency": "n/a", "tokenizer": "pass",
                 # SmolLM2-135M-Instruct's <|im_start|> and <|im_end|> rows sit with the never-used tokens' rows
                 # (the indicator flags them) but have ordinary lengths: a warning, not a failed release
-                "template_tokens": "warn"},
+                "template_tokens": "warn", "unreachable": "pass", "partial_utf8": "pass", "scripts": "pass"},
     "word2vec": {"numerical": "pass", "duplicates": "warn", "norm_outliers": "pass", "undertrained": "pass",
                  "anisotropy": "n/a", "rogue_dimensions": "n/a", "norm_frequency": "pass", "tokenizer": "n/a",
-                 "template_tokens": "n/a"},
+                 "template_tokens": "n/a", "unreachable": "n/a", "partial_utf8": "n/a", "scripts": "pass"},
 }
 
 

@@ -37,10 +37,10 @@ def _badges(at: AppTest) -> list[str]:
 def test_health_page_on_the_demo(health: AppTest, demo: core.EmbeddingMatrix) -> None:
     assert health.title[0].value == "Health"
     assert not health.error
-    assert health.subheader[0].value == "6 pass · 2 warn · 0 fail · 1 n/a"  # no chat template: n/a
+    assert health.subheader[0].value == "8 pass · 3 warn · 0 fail · 1 n/a"  # no chat template: n/a; Bengali short-changed
     badges = _badges(health)
     assert len(badges) == len(CHECKS)
-    assert sum("orange-badge" in b for b in badges) == 2 and not any("red-badge" in b for b in badges)
+    assert sum("orange-badge" in b for b in badges) == 3 and not any("red-badge" in b for b in badges)
     labels = [e.label for e in health.expander]
     for cid in CHECKS:
         assert any(label.startswith(TITLES[cid]) for label in labels), cid
@@ -82,7 +82,7 @@ def test_damaged_matrix_shows_red_lights_and_the_tokens(tmp_path: Path, monkeypa
     at.run()
     at.switch_page("views/health.py").run()
     assert not at.exception, at.exception
-    assert at.subheader[0].value.startswith("4 pass · 0 warn · 2 fail")
+    assert at.subheader[0].value.startswith("5 pass · 0 warn · 2 fail")
     assert sum("red-badge" in b for b in _badges(at)) == 2
     rows = _table(at, "problem")
     assert rows["token"].tolist() == ["3"] and rows["problem"].tolist() == ["NaN"]

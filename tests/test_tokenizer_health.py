@@ -1,5 +1,6 @@
-"""Unreachable and partial-UTF-8 tokens, and health by script, on MiniLM's WordPiece and SmolLM2's byte-level
-BPE, checked against a brute-force pass of the ``tokenizers`` library itself over every token."""
+"""The tokenizer checks of the audit (Land & Bartolo 2024): unreachable and partial-UTF-8 tokens, and health by
+script, on MiniLM's WordPiece and SmolLM2's byte-level BPE, checked against a brute-force pass of the
+``tokenizers`` library itself over every token."""
 
 from __future__ import annotations
 
@@ -8,12 +9,8 @@ import pytest
 from tokenizers import Tokenizer
 
 import core
-from core.tokenizer_health import (
-    health_by_script,
-    partial_utf8_tokens,
-    script_of,
-    unreachable_tokens,
-)
+from core.audit import audit
+from core.audit.checks.scripts import script_of
 
 PREFIXES = ("the", "z", "un", "x", "a", "q", "1", "«", "中")
 
@@ -52,13 +49,18 @@ def test_unreachable_and_partial_match_brute_force(which: str) -> None:
     tj.no_padding()  # MiniLM's file pads every encoding to 128
     tj.no_truncation()
     unreachable, partial = _brute_force(tj, "##" if which == "minilm" else "Ġ")
-    got = unreachable_tokens(m)
-    assert {u.id for u in got} == unreachable
-    assert all(u.instead == tuple(tj.encode(u.text, add_special_tokens=False).tokens) for u in got[:200])
+    rep = audit(m)
+    got = rep.check("unreachable")
+    assert set(got.ids) == unreachable
+    table = got.data["rows"]
+    assert all(enc == " ".join(tj.encode(text, add_special_tokens=False).tokens)
+               for text, enc in zip(table["decoded"][:200], table["encodes as"][:200], strict=True))
+    assert set(rep.check("partial_utf8").ids) == partial
+    assert not set(rep.undertrained["id"]) & partial  # kept apart from the under-trained candidates
     if which == "smollm2":
-        assert {i for _, i in partial_utf8_tokens(m)} == partial and len(partial) > 100
+        assert len(partial) > 100 and not unreachable
     else:
-        assert partial_utf8_tokens(m) == [] and not partial and len(unreachable) > 1000  # [unusedN]
+        assert not partial and len(unreachable) > 1000  # [unusedN]
 
 
 @pytest.mark.parametrize("text,script", [("hello", "Latin"), ("привет", "Cyrillic"), ("東京", "CJK"),
@@ -70,8 +72,14 @@ def test_script_of(text: str, script: str) -> None:
 
 def test_health_by_script_counts() -> None:
     m = core.load("demo")
-    cjk = [i for i, t in enumerate(m.index_to_key) if script_of(t) == "CJK"]
-    rows = health_by_script(m, cjk[:10])
-    by = {r.script: r for r in rows}
-    assert by["CJK"].undertrained == 10 and by["CJK"].tokens == len(cjk)
-    assert sum(r.undertrained for r in rows) == 10
+    rep = audit(m)
+    table = rep.check("scripts").data["rows"].set_index("script")
+    special = m.tokenizer.special_tokens
+    from core.tokens import strip_marker
+
+    scripts = ["Special" if t in special else script_of(strip_marker(t, "wordpiece")[0]) for t in m.index_to_key]
+    cand = set(rep.undertrained["id"].tolist())
+    for name in ("Latin", "CJK", "Bengali"):
+        rows = [i for i, s in enumerate(scripts) if s == name]
+        assert table.loc[name, "tokens"] == len(rows)
+        assert table.loc[name, "under-trained"] == len(cand.intersection(rows))

@@ -141,9 +141,16 @@ class Policy:
         all_rules = rules()
         items: list[tuple[str, str, PolicyValue]] = []
         for check, section in data.items():
+            if check == "gate":  # the release gate's section: one file serves audit and gate alike
+                from core.gate import GateSettings
+
+                if not isinstance(section, Mapping):
+                    raise ParameterError(f"policy {where}: 'gate' must be a table ([gate] with settings)")
+                GateSettings.from_mapping(section, where)
+                continue
             if check not in all_rules:
                 raise ParameterError(f"policy {where}: unknown check {check!r}; the checks are "
-                                     f"{', '.join(s.id for s in specs())} (and [model] family)")
+                                     f"{', '.join(s.id for s in specs())} (and [model] family, [gate])")
             if not isinstance(section, Mapping):
                 raise ParameterError(f"policy {where}: {check!r} must be a table ([{check}] with settings)")
             for key, value in section.items():

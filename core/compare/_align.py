@@ -130,7 +130,8 @@ def fit_rotation(a: EmbeddingMatrix, b: EmbeddingMatrix, rows_a: np.ndarray, row
     for s in range(0, rows_a.size, step):
         xa = _unit64(_rows_f64(a, rows_a[s:s + step]))
         xb = _unit64(_rows_f64(b, rows_b[s:s + step]))
-        cross += xa.T @ xb
+        ok = np.isfinite(xa).all(axis=1) & np.isfinite(xb).all(axis=1)  # a NaN/Inf row has no direction to fit
+        cross += xa[ok].T @ xb[ok]
     u, _, vt = np.linalg.svd(cross)
     rot = u @ vt
     return _readonly(rot)

@@ -111,6 +111,8 @@ def run(ctx: Context) -> Check:
         return na("undertrained", policy, f"{idx.size} finite non-zero rows; scoring needs at least {min_rows}",
                   candidates=empty, method="")
     cats = token_categories(m, ctx.stage)
+    # partial UTF-8 byte tokens only ever occur inside whole characters: reported apart (partial_utf8)
+    idx = idx[cats[idx] != "undecodable"]
     refs = np.flatnonzero(((cats == "unreachable") | (cats == "declared-unused")) & scan.good)
     kind, table_kind = indicator(m)
     cosine = kind == "cosine" and refs.size > 0
