@@ -1,4 +1,4 @@
-"""Health audit of an embedding matrix: nine checks, each pass / warn / fail / n/a, with the tokens that prove it.
+"""Health audit of an embedding matrix: twelve checks, each pass / warn / fail / n/a, with the tokens that prove it.
 
     >>> import core
     >>> from core.audit import audit, Policy
@@ -52,9 +52,19 @@ The checks, in order (:data:`CHECKS`):
     row (fail), rows no token reaches (warn past ``max_extra_fraction``), config ``vocab_size`` vs rows.
 ``template_tokens``
     the special tokens the chat template emits on a small conversation (rendered in Jinja2's sandbox, see
-    :mod:`core.template`): fail when one is under-trained, warn when a declared special token appears in no
-    encoding and has an untrained-looking row, n/a (with the Jinja error) when there is no template or it
+    :mod:`core.template`): fail when one has an untrained row (zero, not finite, or far short of the bulk),
+    warn when only the under-trained indicator flags one, or a declared special token appears in no
+    encoding and has an untrained-looking row; n/a (with the Jinja error) when there is no template or it
     does not render.
+``unreachable``
+    tokens the tokenizer never produces from their own decoded text, each with what the encoding gives
+    instead (warn past ``warn_above`` of the vocabulary).
+``partial_utf8``
+    byte-level tokens that are incomplete UTF-8 sequences, counted and kept apart from the under-trained
+    candidates (informational).
+``scripts``
+    the share of under-trained candidates per Unicode script; warn when a script with ``min_tokens`` or more
+    is ``warn_above`` times as short-changed as the whole vocabulary.
 
 Statuses are made for release gates: a healthy trained model passes or warns (under-trained reserved
 tokens and a tail of small norms are warnings); ``fail`` is for damage that hurts users; a seeded Gaussian

@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     premises = "\n".join(textwrap.fill(f"{TITLES[c]} ({c}): {PREMISES[c]}", 100, subsequent_indent="    ")
                          for c in CHECKS)
     p = sub.add_parser("audit", help="health audit: damage, duplicates, under-trained tokens, anisotropy, ...",
-                       description="Run the eight health checks and exit 1 when one reaches --fail-on. A check "
+                       description="Run every health check and exit 1 when one reaches --fail-on. A check "
                                    "whose premise does not hold for the model's family (from config.json or the "
                                    "file format; [model] family in a policy overrides it) says n/a.",
                        epilog="What each check assumes:\n" + premises,

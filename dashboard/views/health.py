@@ -1,4 +1,4 @@
-"""Health: eight checks as traffic lights, each with its chart and the tokens that prove it; the report."""
+"""Health: every audit check as a traffic light, each with its chart and the tokens that prove it; the report."""
 
 from __future__ import annotations
 
