@@ -30,7 +30,7 @@ ROWS = {"llama3": 128256, "qwen3": 151936, "gemma3": 262144, "llama2": 32000, "g
 DEFAULT = ("gemma3", "smollm2", "mistral", "glove", "minilm")
 NAMES = (*DEFAULT, "llama3", "qwen3", "llama2", "gpt4o")
 PAGES = ("overview", "lookup", "neighbours", "heatmap", "benchmarks", "projection", "export", "health",
-         "finetune", "compare")
+         "finetune", "compare", "gate")
 #: Slow-only visits of the default names: audits and comparisons of big vocabularies, and MiniLM's pages that
 #: tests/test_dashboard.py and tests/test_health_page.py already visit.
 HEAVY = {("gemma3", "health"), ("gemma3", "compare"), ("smollm2", "health"),
@@ -103,11 +103,6 @@ def _cli_cases() -> list[object]:
     out: list[object] = []
     for name in NAMES:
         marks = [] if name in DEFAULT and name not in HEAVY_CLI else [pytest.mark.slow]
-        if name == "glove":
-            marks.append(pytest.mark.xfail(strict=False, reason=(
-                "issue 12: the process aborts at exit (rc 134, 'terminate called without an active exception') "
-                "about one run in three after pyarrow's multi-threaded CSV read with torch imported; the word2vec "
-                "loader's fix (use_threads=False) is for its owner")))
         out.append(pytest.param(name, marks=marks))
     return out
 
@@ -168,8 +163,6 @@ def _visits() -> list[object]:
             marks = []
             if name not in DEFAULT or (name, page) in HEAVY:
                 marks.append(pytest.mark.slow)
-            if (name, page) == ("gemma3", "health"):
-                marks.append(pytest.mark.xfail(strict=False, reason="issue 12 defect 2, fixed on another branch"))
             out.append(pytest.param(name, page, marks=marks, id=f"{name}-{page}"))
     return out
 
