@@ -98,7 +98,7 @@ def _export(page: Page) -> None:
 
 
 def _health(page: Page) -> None:
-    _see(page, "6 pass · 2 warn · 0 fail")
+    _see(page, "8 pass · 3 warn · 0 fail")
     _see(page, "Under-trained tokens")
 
 
@@ -119,6 +119,13 @@ def _compare(page: Page) -> None:
     assert _charts(page, 2) >= 2
 
 
+def _gate(page: Page) -> None:
+    _click(page, "Check")
+    _see(page, "Verdict: WARN")
+    _in_table(page, "Under-trained tokens")
+    _see(page, "HTML report")
+
+
 #: url path → (heading, main action).
 PAGES: dict[str, tuple[str, Callable[[Page], None]]] = {
     "": ("Overview", _overview),
@@ -131,6 +138,7 @@ PAGES: dict[str, tuple[str, Callable[[Page], None]]] = {
     "health": ("Health", _health),
     "finetune": ("Fine-tune", _finetune),
     "compare": ("Compare", _compare),
+    "gate": ("Release check", _gate),
 }
 
 
