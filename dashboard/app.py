@@ -79,12 +79,16 @@ def _sidebar() -> None:
                               help="vocab.txt / vocab.json / tokenizer folder; for TSV, the metadata.tsv")
         fmt = st.selectbox("Format", ["detect", *FORMATS], key="open.format",
                            help="detect reads the file's name and first bytes; name the format when it cannot")
+        output = st.toggle("Output embedding (lm_head)", key="open.output",
+                           help="a decoder's output table (Hugging Face lm_head, GGUF output.weight); a model that "
+                                "ties it to the input table opens that one, and Overview says it is tied")
         if st.button("Open", key="open.go", disabled=not value, type="primary"):
             spec = state.SourceSpec(
                 kind={"Local path": "path", "Upload": "upload", "Hugging Face hub": "hub"}[kind],
                 value=value.strip(), tensor=tensor.strip() or None, vocab=vocab.strip() or None,
-                label=(Path(value).name if kind != "Hugging Face hub" else value.strip()),
-                format=None if fmt == "detect" else fmt)
+                label=(Path(value).name if kind != "Hugging Face hub" else value.strip())
+                + (" (output)" if output else ""),
+                format=None if fmt == "detect" else fmt, output=bool(output))
             try:
                 cached.matrix(spec)
             except UnknownFormatError as err:

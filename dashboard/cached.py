@@ -79,7 +79,8 @@ def matrix(spec: SourceSpec) -> EmbeddingMatrix:
         from core.finetune.runs import runs_root
 
         source = check_allowed(spec.value, [runs_root().resolve()])
-    return core.load(source, tensor=spec.tensor or None, vocab=spec.vocab or None, format=spec.format or None)
+    return core.load(source, tensor=spec.tensor or None, vocab=spec.vocab or None, format=spec.format or None,
+                     output=spec.output)
 
 
 @st.cache_resource(show_spinner="Computing statistics…", max_entries=16)

@@ -17,6 +17,7 @@ class SourceSpec:
         tensor, vocab: the ``core.load`` overrides, when given.
         label: what the sidebar shows.
         format: the ``core.load`` format, when the user named one instead of detection.
+        output: open the output embedding (``lm_head``) instead of the input one.
     """
 
     kind: str
@@ -25,6 +26,7 @@ class SourceSpec:
     vocab: str | None = None
     label: str = ""
     format: str | None = None
+    output: bool = False
 
     @property
     def title(self) -> str:

@@ -30,6 +30,9 @@ def add_source(p: argparse.ArgumentParser, format_flag: str = "--format") -> Non
     p.add_argument("--tensor", help="tensor or key to read (default: the input embedding)")
     p.add_argument("--vocab", help="vocabulary file or tokenizer folder ('rows' for row numbers)")
     p.add_argument("--limit", type=int, help="read only the first N rows (word2vec/GloVe)")
+    p.add_argument("--output-embedding", action="store_true",
+                   help="the output embedding (lm_head / GGUF output.weight) instead of the input one; a model "
+                        "that ties them gives its input table")
     add_format(p, format_flag)
 
 
@@ -42,10 +45,11 @@ def add_format(p: argparse.ArgumentParser, flag: str = "--format", dest: str = "
 
 
 def open_with(args: argparse.Namespace, source: str, *, tensor: str | None = None, vocab: str | None = None,
-              limit: int | None = None, format_dest: str = "input_format") -> EmbeddingMatrix:
+              limit: int | None = None, format_dest: str = "input_format", output: bool = False) -> EmbeddingMatrix:
     """``core.load`` with this command's options; an unknown format names this command's flag."""
     try:
-        return load(source, tensor=tensor, vocab=vocab, limit=limit, format=getattr(args, format_dest, None))
+        return load(source, tensor=tensor, vocab=vocab, limit=limit, format=getattr(args, format_dest, None),
+                    output=output)
     except UnknownFormatError as err:
         raise err.advise(f"pass {getattr(args, f'{format_dest}_flag', '--format')} NAME") from None
 
@@ -56,7 +60,8 @@ def add_json(p: argparse.ArgumentParser) -> None:
 
 def open_source(args: argparse.Namespace, which: str = "source") -> EmbeddingMatrix:
     return open_with(args, getattr(args, which), tensor=getattr(args, "tensor", None),
-                     vocab=getattr(args, "vocab", None), limit=getattr(args, "limit", None))
+                     vocab=getattr(args, "vocab", None), limit=getattr(args, "limit", None),
+                     output=bool(getattr(args, "output_embedding", False)))
 
 
 def _clean(obj: Any) -> Any:

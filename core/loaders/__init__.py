@@ -121,6 +121,7 @@ def load(
     vocab: str | os.PathLike[str] | None = None,
     limit: int | None = None,
     format: str | None = None,
+    output: bool = False,
 ) -> EmbeddingMatrix:
     """Open an embedding matrix from a file, a folder, or a Hugging Face hub id.
 
@@ -133,6 +134,8 @@ def load(
             ``"rows"`` uses row numbers; for Projector TSV, the metadata file.
         limit: read only the first rows (word2vec and GloVe files).
         format: skip detection (one of :data:`FORMATS`).
+        output: the output embedding (``lm_head.weight``, GGUF's ``output.weight``) instead of the input one;
+            a model that ties them gives its input table, and the provenance says it is tied.
 
     Raises:
         FormatError: the file is malformed or not a format we know; the message names file and line/tensor.
@@ -151,12 +154,16 @@ def load(
     fmt = format or detect(path)
     if fmt not in FORMATS:
         raise FormatError(f"format={fmt!r}: must be one of {', '.join(FORMATS)}")
+    if output and fmt not in ("huggingface", "gguf"):
+        raise FormatError(f"{path}: a {fmt} file holds one table; the output embedding (output=True, "
+                          "--output-embedding) is read from Hugging Face checkpoints and GGUF files; name another "
+                          "table with tensor= (--tensor)")
     if fmt == "huggingface":
-        return _hf.load_hf(path, tensor=tensor, vocab=vocab)
+        return _hf.load_hf(path, tensor=tensor, vocab=vocab, output=output)
     if fmt == "gguf":
         from core.loaders._gguf import load_gguf
 
-        return load_gguf(path, tensor=tensor, vocab=vocab)
+        return load_gguf(path, tensor=tensor, vocab=vocab, output=output)
     if fmt == "onnx":
         from core.loaders._onnx import load_onnx
 

@@ -191,8 +191,10 @@ def candidates(table: dict[str, _Entry], vocab_size: int | None) -> tuple[str, .
     return tuple(sorted(out))
 
 
-def load_hf(path: Path, tensor: str | None = None, vocab: str | os.PathLike[str] | None = None) -> EmbeddingMatrix:
-    """Open the embedding matrix of a Hugging Face or Meta checkpoint (folder or file)."""
+def load_hf(path: Path, tensor: str | None = None, vocab: str | os.PathLike[str] | None = None,
+            output: bool = False) -> EmbeddingMatrix:
+    """Open the embedding matrix of a Hugging Face or Meta checkpoint (folder or file); with ``output``, its
+    output embedding (the input table when the model ties them)."""
     folder, files, fmt = _weight_files(path)
     config: dict[str, object] = {}
     notes: list[str] = []
@@ -207,6 +209,15 @@ def load_hf(path: Path, tensor: str | None = None, vocab: str | os.PathLike[str]
     if fmt == "meta-pth":
         table = _merge_meta_shards(table, files)
     vsize = _vocab_size(config)
+    if output and tensor is None:
+        outs = sorted(n for n, e in table.items() if len(e.shape) == 2 and any(_matches(n, o) for o in OUTPUT_NAMES))
+        if outs:
+            tensor = min(outs, key=len)
+        elif config.get("tie_word_embeddings") is False:
+            raise FormatError(f"{path}: config.json says the embeddings are untied but no output tensor "
+                              f"({', '.join(OUTPUT_NAMES)}) is in the checkpoint; name it with tensor=")
+        else:
+            notes.append("no output tensor in the checkpoint: the output embedding is tied to the input table")
     entry = _choose(table, tensor, vsize, path)
     if len(entry.shape) != 2:
         raise FormatError(f"{entry.file}: tensor {entry.name!r} has shape {list(entry.shape)}; an embedding "
