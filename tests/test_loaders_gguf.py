@@ -203,3 +203,20 @@ def test_a_type_the_reader_cannot_dequantise_is_named(tmp_path: Path) -> None:
     w.close()
     with pytest.raises(FormatError, match="Q8_K"):
         core.load(tmp_path / "q8k.gguf")
+
+
+def test_smollm2_table_exports_to_safetensors_and_projector(tmp_path: Path) -> None:
+    """A GGUF file's table written as safetensors (+ tokenizer) and as Projector TSV reopens to the same rows."""
+    from core import export
+
+    m = core.load(_realfiles.smollm2_gguf())
+    export.export(m, tmp_path / "st", "safetensors")
+    back = core.load(tmp_path / "st")
+    np.testing.assert_array_equal(back.vectors, m.vectors)
+    assert back.index_to_key == m.index_to_key
+    assert [p.id for p in back.lookup("Hello world")] == [p.id for p in m.lookup("Hello world")]
+    rows = np.arange(0, len(m), 97)  # a sample of rows: the whole table as text is 300 MB
+    export.export(m, tmp_path / "tsv", "projector", rows=rows)
+    tsv = core.load(tmp_path / "tsv")
+    np.testing.assert_allclose(tsv.vectors, m.vectors[rows], rtol=1e-6)
+    assert tsv.index_to_key == tuple(m.index_to_key[i] for i in rows)
