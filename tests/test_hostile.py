@@ -323,7 +323,7 @@ def test_an_unforeseen_error_is_one_line_and_a_log_entry(tmp_path: Path, monkeyp
         raise ZeroDivisionError("a bug we did not foresee")
 
     parser = cli.build_parser()
-    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    monkeypatch.setattr(cli, "build_parser", lambda command=None: parser)
     info = parser._subparsers._group_actions[0].choices["info"]  # type: ignore[union-attr]
     info.set_defaults(func=broken)
     assert cli.main(["info", "demo"]) == 2

@@ -93,8 +93,13 @@ def fail(message: str, code: int = EXIT_ERROR) -> int:
 @contextmanager
 def progress_bar(desc: str) -> Iterator[ProgressFn]:
     """A progress callback drawing a bar on stderr (silent when stderr is not a terminal)."""
+    import threading
+
     from tqdm import tqdm
 
+    # A thread lock, not tqdm's default multiprocessing semaphore: our bars never cross processes, and a
+    # semaphore left held by a killed or forked process hangs every later bar in this one.
+    tqdm.set_lock(threading.RLock())
     bar = tqdm(total=1000, desc=desc, file=sys.stderr, disable=not sys.stderr.isatty(), leave=False)
 
     def update(fraction: float, message: str) -> None:
