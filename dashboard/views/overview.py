@@ -10,7 +10,7 @@ import streamlit as st
 from core import charts
 from core.loaders import ROW_NUMBERS
 from dashboard import cached
-from dashboard.ui import current_matrix
+from dashboard.ui import current_matrix, metric_range
 
 m = current_matrix()
 p = m.provenance
@@ -40,7 +40,7 @@ with right:
     a.metric("min", f"{s.min:+.4f}")
     b.metric("max", f"{s.max:+.4f}")
     a.metric("median row norm", f"{s.norm_median:.4f}")
-    b.metric("norm range", f"{s.norm_min:.3f} – {s.norm_max:.3f}")
+    b.metric("norm range", metric_range(s.norm_min, s.norm_max), help=f"{s.norm_min!r} – {s.norm_max!r}")
     if s.nonfinite:
         st.error(f"{s.nonfinite:,} values are NaN or Inf; the Health page lists the rows.")
     kinds = collections.Counter(m.kinds).most_common()

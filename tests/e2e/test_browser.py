@@ -202,3 +202,36 @@ def test_large_vocabulary_in_browser(server: str, browser: Any) -> None:
         raise
     finally:
         page.close()
+
+
+@pytest.mark.e2e
+def test_gate_report_opens_offline_and_prints_on_a4(browser: Any, tmp_path: Any) -> None:
+    """The release gate's HTML report (MiniLM against a copy with ten rows zeroed) opens from a file with no
+    network and no console error, shows the verdict first, and prints to an A4 PDF."""
+    import numpy as np
+
+    import core
+    from core.gate import gate
+    from core.report import gate as out
+
+    demo = core.load("demo")
+    v = np.array(demo.vectors)
+    v[2000:2010] = 0
+    new = demo.with_vectors(v)
+    report = tmp_path / "gate.html"
+    report.write_text(out.render_html(gate(new, demo), new, demo), encoding="utf-8")
+    page = browser.new_page()
+    errors: list[str] = []
+    requests: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("request", lambda req: requests.append(req.url))
+    try:
+        page.goto(report.as_uri(), timeout=60_000)
+        assert page.locator("#verdict").inner_text().startswith("Do not ship")
+        assert page.locator("#checks tr").count() > 15
+        pdf = page.pdf(format="A4")
+        assert pdf[:4] == b"%PDF" and len(pdf) > 10_000
+    finally:
+        page.close()
+    assert not errors, errors
+    assert all(u.startswith(("file:", "data:")) for u in requests), requests
