@@ -17,7 +17,7 @@ from dashboard.ui import shown_errors
 
 PRESELECT = "gate.preselect"  # (baseline spec, new spec), set by the Fine-tune page
 NONE = "—"
-_ICON = {"pass": "✅", "warn": "⚠️", "fail": "❌", "n/a": "○"}
+_ICON = {"pass": "●", "warn": "▲", "fail": "■", "n/a": "○"}  # shapes, not emoji: every font has them
 
 st.title("Release check")
 st.caption("Pick the new matrix and the last release; the check runs every audit check on the new one and "
