@@ -6,7 +6,9 @@ Near duplicates are the connected components of the graph "cosine above the thre
   sample's top direction differ by less than r: sorted by that projection, a row is compared only with the
   rows after it within r.
 * Bound. For an orthonormal projection P with residual norms ρ, cos(u, v) = Pu·Pv + (rest) ≤ Pu·Pv + ρ_u ρ_v:
-  :data:`BOUND_DIRECTIONS` products per pair rule out practically every pair of unrelated rows.
+  :data:`BOUND_DIRECTIONS` products per pair rule out most pairs of unrelated rows; on high-dimensional rows
+  with no structure (a random matrix) about a fifth pass it, and a second bound on :data:`FINE_DIRECTIONS`
+  directions rules those out before any exact cosine (its residual product is far below the threshold).
 * Union-find. A pair that passes the bound is skipped without its exact cosine when its rows are already in
   one group (it cannot change the groups); otherwise its exact float64 cosine decides. A cluster of c
   near-identical rows costs about c exact cosines, and no list of pairs is ever built.
@@ -33,6 +35,8 @@ from core.matrix import EmbeddingMatrix
 #: Directions of the bound. Fewer make each pair cheaper and the bound looser; 8 rule out practically every
 #: pair of unrelated rows at cosine 0.999, and a pair that passes costs one exact cosine at most.
 BOUND_DIRECTIONS = 8
+#: Directions of the second bound, for the pairs the first one lets through.
+FINE_DIRECTIONS = 64
 #: Rows compared together against their window (their coordinates stay in the first-level cache).
 _TILE = 256
 #: Progress reports over the sweep.
@@ -61,18 +65,20 @@ def _cosine(x: np.ndarray, ra: int, rb: int, norms: np.ndarray) -> float:  # pra
 
 
 @njit(nogil=True, cache=True)
-def _sweep(t: int, z: np.ndarray, z0: np.ndarray, reach: float, t_lo: int, t_hi: int, rows: np.ndarray,
-           x: np.ndarray, norms: np.ndarray, cut: float, threshold: float, parents: np.ndarray, ea: np.ndarray,
-           eb: np.ndarray, ecos: np.ndarray, counts: np.ndarray) -> None:  # pragma: no cover - compiled
+def _sweep(t: int, z: np.ndarray, z0: np.ndarray, fine: np.ndarray, reach: float, t_lo: int, t_hi: int,
+           rows: np.ndarray, x: np.ndarray, norms: np.ndarray, cut: float, threshold: float, parents: np.ndarray,
+           ea: np.ndarray, eb: np.ndarray, ecos: np.ndarray, counts: np.ndarray) -> None:  # pragma: no cover
     """Thread ``t``'s share of tiles ``t_lo`` … ``t_hi`` of the rows (sorted by ``z0``) against their windows.
 
-    ``z`` holds the bound coordinates of each row (the projections, then the residual). Thread ``t`` of ``T``
+    ``z`` holds the bound coordinates of each row (the projections, then the residual), ``fine`` those of the
+    second bound. Thread ``t`` of ``T``
     takes every ``T``-th tile, keeps its union-find in ``parents[t]`` (over sorted positions) and appends the
     edges that joined two of its groups to ``ea[t]``, ``eb[t]``, ``ecos[t]`` (``counts[t]`` so far); threads
     write nothing in common.
     """
     threads = parents.shape[0]
     n, w = z.shape
+    wf = fine.shape[1]
     cut32 = np.float32(cut)
     parent = parents[t]
     acc = np.empty(_TILE, dtype=np.float32)
@@ -98,6 +104,11 @@ def _sweep(t: int, z: np.ndarray, z0: np.ndarray, reach: float, t_lo: int, t_hi:
                 if acc[i] < cut32:
                     continue
                 a = a0 + i
+                bound = np.float32(0.0)
+                for k in range(wf):
+                    bound += fine[a, k] * fine[b, k]
+                if bound < cut32:
+                    continue
                 fa = _find(parent, a)
                 fb = _find(parent, b)
                 if fa == fb:
@@ -165,20 +176,31 @@ def near_groups(m: EmbeddingMatrix, rows: np.ndarray, norms: np.ndarray, thresho
     """
     n, d = rows.size, m.dim
     k = BOUND_DIRECTIONS
+    directions_all = directions
     if directions is None or directions.shape[0] < k:
         directions = _own_directions(m, rows, norms, k)
     directions = np.ascontiguousarray(directions[:k], dtype=np.float32)
     if directions.shape[0] < k:  # fewer rows than directions: zero ones add nothing to the bound
         directions = np.vstack([directions, np.zeros((k - directions.shape[0], d), dtype=np.float32)])
+    kf = min(FINE_DIRECTIONS, d)
+    fine_dirs = directions_all if (directions_all is not None and directions_all.shape[0] >= kf) else \
+        _own_directions(m, rows, norms, kf)
+    fine_dirs = np.ascontiguousarray(fine_dirs[:kf], dtype=np.float32)
     z = np.empty((n, k + 1), dtype=np.float32)
+    fine = np.empty((n, fine_dirs.shape[0] + 1), dtype=np.float32)
     for s, e in row_chunks(n, d):
-        p = unit_rows(m, rows[s:e], norms) @ directions.T
+        u = unit_rows(m, rows[s:e], norms)
+        p = u @ directions.T
         z[s:e, :k] = p
         z[s:e, k] = np.sqrt(np.maximum(0.0, 1.0 - np.einsum("ij,ij->i", p, p)))
+        pf = u @ fine_dirs.T
+        fine[s:e, :-1] = pf
+        fine[s:e, -1] = np.sqrt(np.maximum(0.0, 1.0 - np.einsum("ij,ij->i", pf, pf)))
     cut = float(np.float32(threshold - 1e-4))  # float32 rounding of the bound; survivors are checked exactly
     reach = math.sqrt(2.0 * max(0.0, 1.0 - threshold)) + 1e-4
     order = np.argsort(z[:, 0], kind="stable")
     z = np.ascontiguousarray(z[order])
+    fine = np.ascontiguousarray(fine[order])
     z0 = np.ascontiguousarray(z[:, 0])
     rows = np.ascontiguousarray(rows[order], dtype=np.int64)
     threads = max(1, min(os.cpu_count() or 1, 16, -(-n // (64 * _TILE))))
@@ -197,8 +219,8 @@ def near_groups(m: EmbeddingMatrix, rows: np.ndarray, norms: np.ndarray, thresho
         for t0 in range(0, tiles, step):
             stage(t0 / tiles)
             t1 = min(tiles, t0 + step)
-            for fut in [pool.submit(_sweep, t, z, z0, reach, t0, t1, rows, x, norms64, cut, float(threshold), parents,
-                                    ea, eb, ecos, counts) for t in range(threads)]:
+            for fut in [pool.submit(_sweep, t, z, z0, fine, reach, t0, t1, rows, x, norms64, cut, float(threshold),
+                                    parents, ea, eb, ecos, counts) for t in range(threads)]:
                 fut.result()
     stage(1.0)
     a = np.concatenate([rows[ea[t, :counts[t]]] for t in range(threads)])
