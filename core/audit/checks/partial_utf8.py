@@ -21,7 +21,9 @@ def run(ctx: Context) -> Check:
         why = "no model tokenizer" if not m.has_tokenizer else "the under-trained check is off or could not run"
         return na("partial_utf8", policy, f"{why}: partial byte sequences come from the tokenizer's decoding")
     ids = np.flatnonzero(cats == "undecodable")
-    table = pd.DataFrame({"token": tokens_of(m, ids), "id": ids})
+    table = pd.DataFrame({"token": tokens_of(m, ids), "id": ids,
+                          "decodes to": [repr(m.tokenizer.decode([int(i)])) for i in ids[:2000]]
+                          + ["…"] * max(0, ids.size - 2000)})
     reason = (f"{ids.size:,} byte-level tokens are incomplete UTF-8 sequences; they are left out of the "
               "under-trained candidates" if ids.size else "no token is an incomplete UTF-8 sequence")
     return Check("partial_utf8", "pass", float(ids.size), policy.section("partial_utf8"), reason, tokens_of(m, ids),
