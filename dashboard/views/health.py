@@ -81,7 +81,8 @@ def _details(c: Check, report: AuditReport) -> None:
             st.dataframe(table, hide_index=True, width="stretch", key=f"health.{c.id}.{name}")
     if c.dims:
         st.write("Dimensions: " + ", ".join(map(str, c.dims)))
-    if c.tokens and c.id not in ("numerical", "duplicates", "norm_outliers", "undertrained"):
+    if c.tokens and c.id not in ("numerical", "duplicates", "norm_outliers", "undertrained", "unreachable",
+                                 "partial_utf8", "scripts"):  # these list their tokens in their own table
         # A check may name tokens that have no row (no id); list ids only where every token has one.
         table = pd.DataFrame({"token": c.tokens, "id": c.ids} if len(c.ids) == len(c.tokens) else {"token": c.tokens})
         st.dataframe(table, hide_index=True, width="stretch", key=f"health.{c.id}.tokens")
