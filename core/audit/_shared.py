@@ -158,6 +158,17 @@ def na(check: str, policy: Policy, reason: str, **data: Any) -> Check:
     return Check(check, "n/a", None, policy.section(check), reason, data=dict(data))
 
 
+def rows_of_category(ctx: Any, check: str, category: str, premise: str) -> np.ndarray | Check:
+    """Rows the tokenizer puts in ``category`` (the under-trained check's per-row categories), or the n/a
+    result of ``check`` saying why there are none to look at (``premise``: what the check needs them for)."""
+    under = ctx.results.get("undertrained")
+    cats = under.data.get("categories") if under is not None else None
+    if not ctx.m.has_tokenizer or cats is None:
+        why = "no model tokenizer" if not ctx.m.has_tokenizer else "the under-trained check is off or could not run"
+        return na(check, ctx.policy, f"{why}: {premise}")
+    return np.flatnonzero(cats == category)
+
+
 def robust_z(x: np.ndarray) -> tuple[np.ndarray, float, float]:
     med = float(np.median(x))
     mad = float(np.median(np.abs(x - med))) * 1.4826

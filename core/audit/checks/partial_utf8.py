@@ -4,23 +4,20 @@ counted here and kept apart from the under-trained candidates."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from core.audit._context import Context
-from core.audit._shared import na, tokens_of
+from core.audit._shared import rows_of_category, tokens_of
 from core.audit._spec import CheckSpec, register
 from core.audit.result import Check
 
 
 def run(ctx: Context) -> Check:
     m, policy = ctx.m, ctx.policy
-    under = ctx.results.get("undertrained")
-    cats = under.data.get("categories") if under is not None else None
-    if not m.has_tokenizer or cats is None:
-        why = "no model tokenizer" if not m.has_tokenizer else "the under-trained check is off or could not run"
-        return na("partial_utf8", policy, f"{why}: partial byte sequences come from the tokenizer's decoding")
-    ids = np.flatnonzero(cats == "undecodable")
+    ids = rows_of_category(ctx, "partial_utf8", "undecodable",
+                           "partial byte sequences come from the tokenizer's decoding")
+    if isinstance(ids, Check):
+        return ids
     table = pd.DataFrame({"token": tokens_of(m, ids), "id": ids,
                           "decodes to": [repr(m.tokenizer.decode([int(i)])) for i in ids[:2000]]
                           + ["…"] * max(0, ids.size - 2000)})

@@ -5,11 +5,10 @@ each is listed with what the encoding gives instead."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from core.audit._context import Context
-from core.audit._shared import na, status_above, tokens_of
+from core.audit._shared import rows_of_category, status_above, tokens_of
 from core.audit._spec import CheckSpec, register
 from core.audit.policy import number
 from core.audit.result import Check
@@ -20,12 +19,9 @@ _SHOWN = 500
 
 def run(ctx: Context) -> Check:
     m, policy = ctx.m, ctx.policy
-    under = ctx.results.get("undertrained")
-    cats = under.data.get("categories") if under is not None else None
-    if not m.has_tokenizer or cats is None:
-        why = "no model tokenizer" if not m.has_tokenizer else "the under-trained check is off or could not run"
-        return na("unreachable", policy, f"{why}: reachability comes from the tokenizer's own encodings")
-    ids = np.flatnonzero(cats == "unreachable")
+    ids = rows_of_category(ctx, "unreachable", "unreachable", "reachability comes from the tokenizer's own encodings")
+    if isinstance(ids, Check):
+        return ids
     tok = m.tokenizer
     shown = ids[:_SHOWN].tolist()
     texts = [tok.decode([i]) for i in shown]
