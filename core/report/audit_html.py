@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import html
 import os
 import time
@@ -12,31 +11,16 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from core.report._render import STATUS_COLORS, chart_data_uri
+
 if TYPE_CHECKING:
-    import altair as alt
 
     from core.audit.result import AuditReport
 
 __all__ = ["render_html", "write_html"]
 
-_COLORS = {"pass": "#2e7d32", "warn": "#ef8f00", "fail": "#c62828", "n/a": "#757575"}
+_COLORS = STATUS_COLORS
 _ICONS = {"pass": "●", "warn": "▲", "fail": "■", "n/a": "○"}
-
-
-def _image_data_uri(chart: alt.Chart | alt.LayerChart) -> str:
-    import altair as alt
-    import vl_convert as vlc
-
-    version: str | None = alt.SCHEMA_VERSION.lstrip("v").rsplit(".", 1)[0]
-    if version not in vlc.get_vegalite_versions():
-        version = None  # vl-convert's own default
-    spec = chart.to_dict()
-    svg = vlc.vegalite_to_svg(spec, vl_version=version)
-    if len(svg) <= 300_000:
-        return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")
-    # Thousands of scatter marks make a heavy SVG; a PNG of them stays small.
-    png = vlc.vegalite_to_png(spec, vl_version=version, scale=2)
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def _table_html(df: pd.DataFrame, limit: int = 100) -> str:
@@ -65,7 +49,7 @@ def render_html(report: AuditReport) -> str:
         chart = charts.audit_chart(c)
         if chart is not None:
             chart = chart.properties(width=760, height=240)
-            parts.append(f"<img alt='{e(c.title)} chart' src='{_image_data_uri(chart)}'>")
+            parts.append(f"<img alt='{e(c.title)} chart' src='{chart_data_uri(chart)}'>")
         if c.tokens:
             shown = ", ".join(e(repr(t)) for t in c.tokens[:100])
             more = f" … and {len(c.tokens) - 100} more" if len(c.tokens) > 100 else ""

@@ -15,8 +15,9 @@ import numpy as np
 
 from core.errors import EmbedscopeError
 from core.gate import GateCheck, GateReport
+from core.report._render import STATUS_COLORS, chart_data_uri
 
-_COLORS = {"pass": "#2e7d32", "warn": "#ef8f00", "fail": "#c62828", "n/a": "#757575"}
+_COLORS = STATUS_COLORS
 _VERDICT = {"pass": "Ship: every check passed", "warn": "Ship, with warnings to read",
             "fail": "Do not ship: a check failed"}
 
@@ -25,17 +26,6 @@ def _value(c: GateCheck) -> str:
     from core._numfmt import short
 
     return "—" if c.value is None else short(float(c.value))
-
-
-def _svg(chart: Any) -> str:
-    """An Altair chart as inline SVG (vl-convert renders it here; the viewer needs no script or network)."""
-    import altair as alt
-    import vl_convert as vlc
-
-    version: str | None = alt.SCHEMA_VERSION.lstrip("v").rsplit(".", 1)[0]
-    if version not in vlc.get_vegalite_versions():
-        version = None
-    return str(vlc.vegalite_to_svg(chart.to_dict(), vl_version=version))
 
 
 def _projection_svg(rep: GateReport, new: Any, baseline: Any) -> str:
@@ -50,8 +40,9 @@ def _projection_svg(rep: GateReport, new: Any, baseline: Any) -> str:
         jp = joint_projection(rep.comparison, baseline, new, sample=300, top_moved=12)
     except (EmbedscopeError, ValueError, np.linalg.LinAlgError) as err:  # e.g. NaN rows: no PCA to draw
         return f"<p>No projection: {html.escape(str(err))}</p>"
-    return _svg(joint_projection_chart(jp.frame, axis_titles=jp.axis_titles, title="Most moved tokens: "
-                                       "baseline → new (one PCA of both)"))
+    uri = chart_data_uri(joint_projection_chart(jp.frame, axis_titles=jp.axis_titles,
+                                                title="Most moved tokens: baseline → new (one PCA of both)"))
+    return f'<img alt="joint projection of the most moved tokens" src="{uri}">'
 
 
 def _provenance_rows(label: str, p: dict[str, Any] | None) -> str:
@@ -87,7 +78,7 @@ table {{ border-collapse: collapse; width: 100%; }} td, th {{ border-bottom: 1px
 vertical-align: top; text-align: left; }} tr {{ page-break-inside: avoid; }}
 .badge {{ color: #fff; padding: 1px 6px; border-radius: 3px; font-size: 11px; }}
 .tok {{ color: #555; font-family: monospace; font-size: 11px; word-break: break-all; }}
-.thr {{ font-size: 11px; color: #555; }} svg {{ max-width: 100%; height: auto; }}
+.thr {{ font-size: 11px; color: #555; }} img {{ max-width: 100%; height: auto; }}
 </style></head><body>
 <h1>Release gate</h1>
 <div class="verdict" id="verdict"><b>{html.escape(_VERDICT[rep.verdict])}</b> — verdict <code>{rep.verdict}</code>
