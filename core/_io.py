@@ -197,34 +197,3 @@ def atomic_dir(target: str | os.PathLike[str], force: bool = False,
             _remove(old)
     finally:
         _remove(tmp)
-
-
-def safe_upload_name(name: str) -> str:
-    """The base name of an uploaded file, refusing names that try to leave their folder.
-
-    Raises:
-        ParameterError: an empty name, ``.``/``..``, or a name with path separators or NUL bytes.
-    """
-    if not name or "\0" in name or "/" in name or "\\" in name or name in {".", ".."}:
-        raise ParameterError(f"upload name {name!r} is not a plain file name; rename the file and upload it again")
-    return name
-
-
-def save_uploads(files: Iterable[tuple[str, bytes]], root: Path) -> Path:
-    """Write uploaded files into a new folder under ``root`` named by their content digest; return it.
-
-    The same uploads map to the same folder, so a rerun does not write them again.
-    """
-    import hashlib
-
-    items = [(safe_upload_name(n), data) for n, data in files]
-    h = hashlib.blake2b(digest_size=10)
-    for n, data in sorted(items):
-        h.update(n.encode() + b"\0" + hashlib.blake2b(data, digest_size=16).digest())
-    folder = root / h.hexdigest()
-    if not folder.exists():
-        # a session uploading the same files may get there first: then the folder is already right
-        with contextlib.suppress(OutputExistsError), atomic_dir(folder) as tmp:
-            for n, data in items:
-                (tmp / n).write_bytes(data)
-    return folder

@@ -4,6 +4,9 @@ The roots come from ``EMBEDSCOPE_DATA_ROOTS`` (paths separated by ``os.pathsep``
 working folder and the bundled demo model. A path is resolved — ``..`` collapsed and symlinks followed —
 before it is checked, so neither can escape a root.
 
+Uploads are written, under plain file names only, into a folder of the server's upload root named by their
+content (:func:`save_uploads`).
+
 A server calls :func:`confined` around its work; every loader then calls :func:`guard_source` (or
 :func:`guard`) on what it opens, so the rule lives here and no route has to remember it.
 """
@@ -11,12 +14,14 @@ A server calls :func:`confined` around its work; every loader then calls :func:`
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 
-from core.errors import ParameterError, PathNotAllowed
+from core._io import atomic_dir
+from core.errors import OutputExistsError, ParameterError, PathNotAllowed
 
 ROOTS_ENV = "EMBEDSCOPE_DATA_ROOTS"
 
@@ -135,3 +140,32 @@ def guard_source(path: str | os.PathLike[str], vocab: str | os.PathLike[str] | N
         for entry in folder.iterdir():
             if entry.is_symlink():
                 check_allowed(entry, roots)
+
+
+def safe_upload_name(name: str) -> str:
+    """The base name of an uploaded file, refusing names that try to leave their folder.
+
+    Raises:
+        ParameterError: an empty name, ``.``/``..``, or a name with path separators or NUL bytes.
+    """
+    if not name or "\0" in name or "/" in name or "\\" in name or name in {".", ".."}:
+        raise ParameterError(f"upload name {name!r} is not a plain file name; rename the file and upload it again")
+    return name
+
+
+def save_uploads(files: Iterable[tuple[str, bytes]], root: Path) -> Path:
+    """Write uploaded files into a new folder under ``root`` named by their content digest; return it.
+
+    The same uploads map to the same folder, so a rerun does not write them again.
+    """
+    items = [(safe_upload_name(n), data) for n, data in files]
+    h = hashlib.blake2b(digest_size=10)
+    for n, data in sorted(items):
+        h.update(n.encode() + b"\0" + hashlib.blake2b(data, digest_size=16).digest())
+    folder = root / h.hexdigest()
+    if not folder.exists():
+        # a session uploading the same files may get there first: then the folder is already right
+        with contextlib.suppress(OutputExistsError), atomic_dir(folder) as tmp:
+            for n, data in items:
+                (tmp / n).write_bytes(data)
+    return folder

@@ -19,11 +19,11 @@ if str(ROOT.parent) not in sys.path:  # `streamlit run dashboard/app.py` from a 
 
 from core import access  # noqa: E402
 from core.errors import EmbedscopeError  # noqa: E402
-from core.loaders import FORMATS, UnknownFormatError  # noqa: E402
-from core.loaders._hub import hub_disabled  # noqa: E402
+from core.loaders import FORMATS, UnknownFormatError, hub_disabled  # noqa: E402
 from dashboard import auth, cached, state  # noqa: E402
 
 _LOG = logging.getLogger("embedscope.dashboard")
+SOURCE_KINDS: dict[str, state.SourceKind] = {"Local path": "path", "Upload": "upload", "Hugging Face hub": "hub"}
 
 #: (file, title, icon, section) of every page, in menu order.
 PAGES = [
@@ -62,7 +62,7 @@ def _sidebar() -> None:
             files = st.file_uploader("Files (weights + tokenizer, or vectors.tsv + metadata.tsv)",
                                      accept_multiple_files=True, key="open.upload")
             if files:
-                from core._io import save_uploads
+                from core.access import save_uploads
 
                 try:
                     value = str(save_uploads(((f.name, f.getvalue()) for f in files), cached.upload_root()))
@@ -84,7 +84,7 @@ def _sidebar() -> None:
                                 "ties it to the input table opens that one, and Overview says it is tied")
         if st.button("Open", key="open.go", disabled=not value, type="primary"):
             spec = state.SourceSpec(
-                kind={"Local path": "path", "Upload": "upload", "Hugging Face hub": "hub"}[kind],
+                kind=SOURCE_KINDS[kind],
                 value=value.strip(), tensor=tensor.strip() or None, vocab=vocab.strip() or None,
                 label=(Path(value).name if kind != "Hugging Face hub" else value.strip())
                 + (" (output)" if output else ""),

@@ -1,7 +1,9 @@
-"""The one place that caches: large results in ``st.cache_resource``, keyed by specs and ids, never arrays.
+"""The one place that keeps quick derived results: ``st.cache_resource``, keyed by specs, ids and parameters.
 
-A matrix is opened once per process and shared by every session (read-only arrays). Derived results are
-keyed by the matrix's cheap source key plus their parameters.
+A matrix is opened once per process and shared by every session (read-only arrays). A matrix argument is
+hashed by its cache id (:func:`key_of`: its source key, or its content fingerprint when derived), through
+``hash_funcs``, so that functions take the matrix itself and never hash an array. Long computations, which
+draw a progress bar and can be cancelled, go through :mod:`dashboard.longrun` instead (same keys).
 """
 
 from __future__ import annotations
@@ -9,9 +11,9 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 import streamlit as st
@@ -22,6 +24,9 @@ from core.access import check_allowed
 from core.matrix import EmbeddingMatrix
 from dashboard.state import SourceSpec
 
+if TYPE_CHECKING:
+    from core import projection as pj
+
 UPLOAD_ROOT_ENV = "EMBEDSCOPE_UPLOADS"
 
 K = TypeVar("K", bound=Hashable)
@@ -29,12 +34,7 @@ V = TypeVar("V")
 
 
 class ResultStore(Generic[K, V]):
-    """A thread-safe LRU of finished results, shared by every session (results are read-only).
-
-    Long jobs (projections, audits, comparisons) run outside ``st.cache_resource`` so that their progress bar
-    draws live; a page asks the store first and puts the result in when done. Hold one per kind of result
-    in a ``st.cache_resource`` function so the process keeps a single instance.
-    """
+    """A thread-safe LRU of finished results, shared by every session (results are read-only)."""
 
     def __init__(self, size: int) -> None:
         self._size = size
@@ -59,6 +59,21 @@ class ResultStore(Generic[K, V]):
             return evicted
 
 
+def key_of(m: EmbeddingMatrix) -> str:
+    """The cache id of a matrix: its source key, or its content fingerprint when derived."""
+    return m.provenance.key or m.fingerprint
+
+
+def _selection_key(selection: pj.Selection) -> str:
+    return repr(selection.config)
+
+
+#: How cached functions hash their arguments: a matrix by its cache id, a selection by its config (with the matrix
+#: beside it, that names the rows).
+BY_KEY: dict[str | type[Any], Callable[[Any], Any]] = {
+    "core.matrix.EmbeddingMatrix": key_of, "core.projection._selection.Selection": _selection_key}
+
+
 def upload_root() -> Path:
     """Where uploads are saved (a setting; defaults to a cache folder in the home directory)."""
     root = os.environ.get(UPLOAD_ROOT_ENV) or str(Path.home() / ".cache" / "embedscope" / "uploads")
@@ -76,36 +91,96 @@ def matrix(spec: SourceSpec) -> EmbeddingMatrix:
     elif spec.kind == "upload":
         source = check_allowed(spec.value, [upload_root().resolve()])
     elif spec.kind == "run":  # the server's own fine-tune output, wherever the operator put the runs folder
-        from core.finetune.runs import runs_root
+        from core.finetune import runs_root
 
         source = check_allowed(spec.value, [runs_root().resolve()])
     return core.load(source, tensor=spec.tensor or None, vocab=spec.vocab or None, format=spec.format or None,
                      output=spec.output)
 
 
-@st.cache_resource(show_spinner="Computing statistics…", max_entries=16)
-def summary(_m: EmbeddingMatrix, key: str) -> stats.Stats:
-    return stats.summary(_m)
+@st.cache_resource(show_spinner="Computing statistics…", max_entries=16, hash_funcs=BY_KEY)
+def summary(m: EmbeddingMatrix) -> stats.Stats:
+    return stats.summary(m)
 
 
-@st.cache_resource(show_spinner="Computing per-dimension statistics…", max_entries=16)
-def per_dimension(_m: EmbeddingMatrix, key: str) -> tuple[np.ndarray, np.ndarray]:
-    mean, std = stats.per_dimension(_m)
+@st.cache_resource(show_spinner="Computing per-dimension statistics…", max_entries=16, hash_funcs=BY_KEY)
+def per_dimension(m: EmbeddingMatrix) -> tuple[np.ndarray, np.ndarray]:
+    mean, std = stats.per_dimension(m)
     mean.setflags(write=False)
     std.setflags(write=False)
     return mean, std
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
-def search_prepared(_m: EmbeddingMatrix, key: str) -> threading.Thread:
+@st.cache_resource(show_spinner=False, max_entries=8, hash_funcs=BY_KEY)
+def search_prepared(m: EmbeddingMatrix) -> threading.Thread:
     """Starts, once per matrix and process, the build of the int8 first pass on a thread of its own, so that a
     page's second query does not pay for it (its first queries scan in float32 meanwhile)."""
-    worker = threading.Thread(target=search.prepare_search, args=(_m,), daemon=True,
+    worker = threading.Thread(target=search.prepare_search, args=(m,), daemon=True,
                               name="embedscope-prepare-search")
     worker.start()
     return worker
 
 
-def key_of(m: EmbeddingMatrix) -> str:
-    """The cache id of a matrix: its source key, or its content fingerprint when derived."""
-    return m.provenance.key or m.fingerprint
+@st.cache_resource(show_spinner=False, max_entries=256, hash_funcs=BY_KEY)
+def neighbors(m: EmbeddingMatrix, query: str, k: int, metric: str, method: str,
+              filters: search.Filters) -> search.Neighbors:
+    """A query of the Neighbours page: ``search.analogy`` (3CosMul) or ``search.neighbors``."""
+    if method == "mul":
+        return search.analogy(m, query, k=k, method="mul", filters=filters)
+    return search.neighbors(m, query, k=k, metric=metric, filters=filters)
+
+
+@st.cache_resource(show_spinner="Reading the corpus…", max_entries=16, hash_funcs=BY_KEY)
+def corpus_rows(m: EmbeddingMatrix, path: str) -> np.ndarray:
+    """:func:`core.compare.corpus_rows`, once per (matrix, corpus file)."""
+    from core import compare
+
+    return compare.corpus_rows(m, path)
+
+
+@st.cache_resource(show_spinner="Writing the quantised copy…", max_entries=4, hash_funcs=BY_KEY)
+def quantized_zip(m: EmbeddingMatrix, fmt: str) -> bytes:
+    """The ``fmt`` copy of ``m`` as a zipped safetensors folder (for a download button)."""
+    import io
+    import tempfile
+    import zipfile
+
+    from core import compare
+
+    with tempfile.TemporaryDirectory(prefix="embedscope-quant-") as tmp:
+        done = compare.export_quantized(m, fmt, Path(tmp) / f"embeddings-{fmt}")
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+            for f in done.files:
+                z.write(f, f"embeddings-{fmt}/{f.name}")
+        return buf.getvalue()
+
+
+@st.cache_resource(show_spinner="Choosing points…", max_entries=32, hash_funcs=BY_KEY)
+def selection(m: EmbeddingMatrix, config: pj.SelectionConfig) -> pj.Selection:
+    """:func:`core.projection.select`, once per (matrix, config)."""
+    from core import projection
+
+    return projection.select(m, config)
+
+
+@st.cache_resource(show_spinner="Colouring the points…", max_entries=32, hash_funcs=BY_KEY)
+def colouring(m: EmbeddingMatrix, selection: pj.Selection, by: str, lang: str) -> pj.Colouring:
+    """:func:`core.projection.colour`, once per (matrix, selection, colour)."""
+    from core import projection
+
+    return projection.colour(m, selection, by, lang)
+
+
+@st.cache_resource(show_spinner=False)
+def _projection_jobs(root: str) -> pj.ProjectionJobs:
+    from core import projection
+
+    return projection.ProjectionJobs(projection.ProjectionStore(root))
+
+
+def projection_jobs() -> pj.ProjectionJobs:
+    """This process's background projection jobs (t-SNE, UMAP), for the cache folder configured now."""
+    from core import projection
+
+    return _projection_jobs(str(projection.cache_root()))

@@ -58,13 +58,13 @@ def test_health_page_on_the_demo(health: AppTest, demo: core.EmbeddingMatrix) ->
 
 
 def test_audit_is_cached_per_matrix_and_policy(health: AppTest, demo: core.EmbeddingMatrix) -> None:
-    from dashboard import _cached_audit, cached
+    from dashboard import cached, longrun
 
-    report = _cached_audit.cached_report(cached.key_of(demo), Policy())
+    report = longrun.cached("audit", (cached.key_of(demo), Policy()))
     assert report is not None and report.statuses["undertrained"] == "warn"
     health.run()                                     # a rerun draws from the cache: no progress bar
     assert not health.exception
-    assert _cached_audit.cached_report(cached.key_of(demo), Policy()) is report
+    assert longrun.cached("audit", (cached.key_of(demo), Policy())) is report
 
 
 def test_damaged_matrix_shows_red_lights_and_the_tokens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import core
-from core._io import safe_upload_name, save_uploads
+from core.access import safe_upload_name, save_uploads
 from core.errors import EmbedscopeError, ParameterError, UnsafeFileError
 
 if TYPE_CHECKING:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from core.cli._exit import EXIT_ERROR, EXIT_FAIL, EXIT_OK
+from core.jsonsafe import json_safe
 from core.loaders import FORMATS, UnknownFormatError, load
 from core.matrix import EmbeddingMatrix
 from core.progress import ProgressFn
@@ -64,23 +64,10 @@ def open_source(args: argparse.Namespace, which: str = "source") -> EmbeddingMat
                      output=bool(getattr(args, "output_embedding", False)))
 
 
-def _clean(obj: Any) -> Any:
-    """JSON-safe: NaN/Inf become null, numpy scalars become Python numbers."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if hasattr(obj, "item") and callable(obj.item):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def emit(args: argparse.Namespace, payload: dict[str, Any], text: Callable[[], str]) -> None:
     """Print ``payload`` as JSON with ``--json``, else the human-readable ``text()``."""
     if getattr(args, "json", False):
-        sys.stdout.write(json.dumps(_clean(payload), ensure_ascii=False, allow_nan=False) + "\n")
+        sys.stdout.write(json.dumps(json_safe(payload), ensure_ascii=False, allow_nan=False) + "\n")
     else:
         sys.stdout.write(text().rstrip("\n") + "\n")
 

@@ -27,7 +27,7 @@ from core.corpus import Corpus, load_corpus, read_labelled, read_texts, tokenize
 from core.finetune._monitor import TrainingDiverged, TrainingUpdate, UpdateFn
 from core.finetune.classify import ClassifyConfig, LabelledData, prepare, train_classifier
 from core.finetune.devices import Device, choose_device
-from core.finetune.distributed import RankFailed, launch
+from core.finetune.distributed import RankFailed, launch, processes_offered
 from core.finetune.runs import (
     OBJECTIVES,
     RUN_FILE,
@@ -39,8 +39,10 @@ from core.finetune.runs import (
     finetune,
     list_runs,
     load_run,
+    new_run_id,
     read_data,
     runs_root,
+    safe_name,
 )
 from core.finetune.sgns import SGNSConfig, TrainResult, train_sgns
 
@@ -83,11 +85,14 @@ __all__ = [
     "list_runs",
     "load_corpus",
     "load_run",
+    "new_run_id",
     "prepare",
+    "processes_offered",
     "read_data",
     "read_labelled",
     "read_texts",
     "runs_root",
+    "safe_name",
     "tokenize",
     "train_classifier",
     "train_sgns",

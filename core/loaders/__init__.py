@@ -12,6 +12,7 @@ from pathlib import Path
 
 from core.errors import FormatError
 from core.loaders._common import ROW_NUMBERS
+from core.loaders._hub import hub_disabled
 from core.matrix import EmbeddingMatrix
 
 #: Names accepted by ``format=``.
@@ -184,4 +185,4 @@ def load(
     return _word2vec.load_text(path, limit=limit, fmt=fmt)
 
 
-__all__ = ["FORMATS", "ROW_NUMBERS", "UnknownFormatError", "detect", "load", "resolve"]
+__all__ = ["FORMATS", "ROW_NUMBERS", "UnknownFormatError", "detect", "hub_disabled", "load", "resolve"]

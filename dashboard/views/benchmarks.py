@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from functools import partial
 
@@ -10,12 +11,8 @@ import streamlit as st
 
 from core import charts, evaluate
 from core.access import check_allowed
-from core.progress import ProgressFn
-from dashboard import cached
+from dashboard import cached, longrun, state
 from dashboard.ui import current_matrix, shown_errors
-
-_RESULT_ANALOGIES = "bm.result.analogies"
-_RESULT_PAIRS = "bm.result.pairs"
 
 
 def _sources(kind: str, many: bool, delimiter: str | None = "\t") -> list[Callable[[], object]]:
@@ -52,13 +49,9 @@ def _read_path(read: Callable[..., object], path: str) -> object:
     return read(check_allowed(path), name=path)
 
 
-def _progress_bar(label: str) -> ProgressFn:
-    bar = st.progress(0.0, text=label)
-
-    def update(fraction: float, message: str) -> None:
-        bar.progress(fraction, text=f"{label}: {message}" if message else label)
-
-    return update
+def _content_key(value: object) -> str:
+    """A short id of a parsed benchmark file's content (its questions or pairs), for the result cache."""
+    return hashlib.blake2b(repr(value).encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 m = current_matrix()
@@ -87,11 +80,16 @@ with analogies_tab:
     if st.button("Run analogies", key="bm.run_analogies", type="primary", disabled=not readers):
         with shown_errors(stop=False):
             aset = readers[0]()
-            result = evaluate.evaluate_analogies(m, aset, restrict_vocab=restrict,  # type: ignore[arg-type]
-                                                 case_insensitive=case_insensitive, dummy4unknown=dummy,
-                                                 method=method, progress=_progress_bar("Analogies"))
-            st.session_state[_RESULT_ANALOGIES] = (settings, result)
-    stored = st.session_state.get(_RESULT_ANALOGIES)
+            if not isinstance(aset, evaluate.AnalogySet):
+                raise TypeError(aset)
+            questions: evaluate.AnalogySet = aset
+            result = longrun.once(
+                "analogies", (settings, method, _content_key(aset)),
+                lambda progress: evaluate.evaluate_analogies(m, questions, restrict_vocab=restrict,
+                                                             case_insensitive=case_insensitive, dummy4unknown=dummy,
+                                                             method=method, progress=progress), "Analogies")
+            state.BENCH_ANALOGIES.set((settings, result))
+    stored = state.BENCH_ANALOGIES.get()
     if stored is not None and stored[0] == settings:
         res: evaluate.AnalogyResult = stored[1]
         st.subheader(res.file)
@@ -120,11 +118,17 @@ with pairs_tab:
         results: list[evaluate.PairsResult] = []
         for reader in readers_p:
             with shown_errors(stop=False):
-                pset = reader()
-                results.append(evaluate.evaluate_pairs(m, pset, restrict_vocab=restrict,  # type: ignore[arg-type]
-                                                       case_insensitive=case_insensitive, dummy4unknown=dummy))
-        st.session_state[_RESULT_PAIRS] = (settings, results)
-    stored_p = st.session_state.get(_RESULT_PAIRS)
+                read = reader()
+                if not isinstance(read, evaluate.PairSet):
+                    raise TypeError(read)
+                pset: evaluate.PairSet = read
+                results.append(longrun.once(
+                    "pairs", (settings, _content_key(pset)),
+                    lambda _progress: evaluate.evaluate_pairs(m, pset, restrict_vocab=restrict,  # noqa: B023
+                                                              case_insensitive=case_insensitive,
+                                                              dummy4unknown=dummy), f"Word pairs: {pset.name}"))
+        state.BENCH_PAIRS.set((settings, results))
+    stored_p = state.BENCH_PAIRS.get()
     if stored_p is not None and stored_p[0] == settings and stored_p[1]:
         pres: list[evaluate.PairsResult] = stored_p[1]
         table = pd.DataFrame([{"file": p.file, "pearson": p.pearson, "spearman": p.spearman,

@@ -11,56 +11,36 @@ import streamlit as st
 
 from core import charts, evaluate
 from core import compare as cp
-from core._io import save_uploads
 from core._numfmt import distinct
-from core.access import check_allowed
+from core.access import check_allowed, save_uploads
 from core.errors import EmbedscopeError
 from core.matrix import EmbeddingMatrix
-from dashboard import _cached_compare as cc
-from dashboard import cached, state
+from dashboard import cached, longrun, state
 from dashboard.ui import full_value, metric_value, shown_errors
 
-PRESELECT = "compare.preselect"  # (source spec, output spec), set by the Fine-tune page
-PAIR = "compare.pair"  # the chosen (A, B), kept across visits
-APPLIED = "compare.preselect_applied"
 ALIGN = {"Auto": None, "Align (Procrustes)": True, "Don't align": False}
 SORT_LABELS = {"drift": "drift (largest first)", "jaccard": "Jaccard (smallest first)",
                "norm_change": "norm change (largest first)", "token": "token (A–Z)"}
 CORPUS_KINDS = ["No filter", "Bundled demo corpus", "Path", "Upload"]
 
 
-def _progress_bar(text: str) -> tuple[Any, Any]:
-    bar = st.progress(0.0, text=text)
-
-    def update(fraction: float, message: str) -> None:
-        bar.progress(fraction, text=message)
-
-    return bar, update
-
-
-def _pair(specs: list[state.SourceSpec]) -> tuple[state.SourceSpec, state.SourceSpec]:
+def _pair(specs: list[state.SourceSpec]) -> state.Pair:
     """The chosen (A, B): the Fine-tune page's pair when it sent one, else the last choice, else a default."""
-    pre = st.session_state.get(PRESELECT)
-    # Applied once per pair sent (the Fine-tune page leaves it in place); later choices here win.
-    if (isinstance(pre, tuple) and len(pre) == 2 and all(isinstance(s, state.SourceSpec) for s in pre)
-            and st.session_state.get(APPLIED) != pre):
-        for s in pre:
-            if s not in specs:
-                specs.append(s)
-        st.session_state[PAIR] = pre
-        st.session_state[APPLIED] = pre
-    pair = st.session_state.get(PAIR)
+    pre = state.preselected(state.COMPARE_PRESELECT, state.COMPARE_APPLIED)
+    if pre is not None:
+        state.COMPARE_PAIR.set(pre)
+    pair = state.COMPARE_PAIR.get()
     if not (isinstance(pair, tuple) and len(pair) == 2 and pair[0] in specs and pair[1] in specs):
         current = state.current()
         a = specs[0]
         b = current if current != a else (specs[1] if len(specs) > 1 else a)
         pair = (a, b)
-        st.session_state[PAIR] = pair
+        state.COMPARE_PAIR.set(pair)
     return pair
 
 
 def _keep_pair() -> None:
-    st.session_state[PAIR] = (st.session_state["compare.a"], st.session_state["compare.b"])
+    state.COMPARE_PAIR.set((st.session_state["compare.a"], st.session_state["compare.b"]))
 
 
 def _open(spec: state.SourceSpec, side: str) -> EmbeddingMatrix | None:
@@ -95,7 +75,7 @@ def _corpus_filter(a: EmbeddingMatrix, key_a: str) -> tuple[Any, str]:
         return None, ""
     with shown_errors(stop=False):
         checked = path if trusted else str(check_allowed(path))
-        rows = cc.corpus_rows(a, key_a, checked)
+        rows = cached.corpus_rows(a, checked)
         return rows, f"Only tokens of `{Path(checked).name}` ({rows.size:,} distinct tokens in A)."
     return None, ""
 
@@ -135,17 +115,14 @@ elif len(specs) < 2:
     st.info("Only one matrix is open. Open another in the sidebar, or fine-tune this one and press "
             "**Compare with the original** on the Fine-tune page. The quantisation impact of A is below.")
 else:
-    key_b = cached.key_of(b)
+    bm: EmbeddingMatrix = b
+    key_b = cached.key_of(bm)
     align = ALIGN[align_label]
     ckey = ("compare", key_a, key_b, k, align, align_on or None, limit or None)
-    c: cp.Comparison | None = cc.store().get(ckey)
-    if c is None:
-        bar, update = _progress_bar("comparing…")
-        with shown_errors():
-            c = cp.compare(a, b, k=k, align=align, align_on=align_on or None, limit=limit or None, progress=update)
-        cc.store().put(ckey, c)
-        bar.empty()
-    assert c is not None
+    with shown_errors():
+        c: cp.Comparison = longrun.once(
+            "compare", ckey, lambda progress: cp.compare(a, bm, k=k, align=align, align_on=align_on or None,
+                                                         limit=limit or None, progress=progress), "Comparing")
     summ = c.summary()
 
     st.subheader("Vocabulary")
@@ -253,7 +230,10 @@ else:
         run_it = method == "PCA" or st.button("Run UMAP", key="compare.umap", type="primary")
         if run_it:
             with shown_errors(stop=False):
-                jp = cc.joint(c, a, b, ckey, names, sample, method.lower(), 0)
+                jp = longrun.once("joint", (ckey, names, sample, method.lower()),
+                                  lambda _progress: cp.joint_projection(c, a, bm, names, sample=sample,
+                                                                        method=method.lower(), seed=0),
+                                  f"Projecting A and B together ({method})")
                 st.altair_chart(charts.joint_projection_chart(jp.frame, axis_titles=jp.axis_titles,
                                                               mode="overlay" if mode == "Overlay" else "side"),
                                 width="stretch")
@@ -276,7 +256,9 @@ else:
                 (analogies if first.startswith(":") else pairs).append(str(folder / f.name))
     if (analogies or pairs) and st.button("Run the benchmarks on A and B", key="compare.bench_run"):
         with shown_errors(stop=False):
-            res = cc.deltas(a, b, key_a, key_b, tuple(analogies), tuple(pairs))
+            res = longrun.once("deltas", (key_a, key_b, tuple(analogies), tuple(pairs)),
+                               lambda _progress: cp.benchmark_deltas(a, bm, analogies, pairs),
+                               "Running the benchmarks on A and B")
             st.dataframe(cp.deltas_frame(res), hide_index=True, width="stretch", key="compare.bench", column_config={
                 "A": st.column_config.NumberColumn(format="%.4f"), "B": st.column_config.NumberColumn(format="%.4f"),
                 "delta": st.column_config.NumberColumn(format="%+.4f"),
@@ -292,13 +274,13 @@ formats = q1.multiselect("Formats", list(cp.QUANT_FORMATS), default=list(cp.QUAN
 qk = int(q2.number_input("k", min_value=1, max_value=100, value=10, key="compare.q_k"))
 qlimit = int(q3.number_input("First N tokens (0 = all)", min_value=0, value=0, step=1000, key="compare.q_limit"))
 qkey = ("quant", key_a, tuple(formats), qk, qlimit or None)
-qrep: cp.QuantReport | None = cc.store().get(qkey)
+qrep: cp.QuantReport | None = longrun.cached("quant", qkey)
 if qrep is None and formats and st.button("Measure", key="compare.q_run", type="primary"):
-    bar, update = _progress_bar("quantising…")
     with shown_errors():
-        qrep = cp.quantization_impact(a, formats, k=qk, limit=qlimit or None, progress=update)
-    cc.store().put(qkey, qrep)
-    bar.empty()
+        qrep = longrun.once("quant", qkey, lambda progress: cp.quantization_impact(a, formats, k=qk,
+                                                                                   limit=qlimit or None,
+                                                                                   progress=progress),
+                            "Quantising")
 if qrep is not None:
     st.dataframe(qrep.frame(), hide_index=True, width="stretch", key="compare.q_table", column_config={
         "MiB": st.column_config.NumberColumn(format="%.1f"),
@@ -317,6 +299,6 @@ if qrep is not None:
     e1, e2 = st.columns([1, 3])
     out_fmt = e1.selectbox("Export the copy as", list(cp.QUANT_FORMATS), key="compare.q_export")
     e2.download_button(f"Download the {out_fmt} copy (safetensors, zip)",
-                       data=lambda: cc.quantized_zip(a, key_a, out_fmt), file_name=f"embeddings-{out_fmt}.zip",
+                       data=lambda: cached.quantized_zip(a, out_fmt), file_name=f"embeddings-{out_fmt}.zip",
                        mime="application/zip", key="compare.q_download",
                        help="fp16/bf16 reopen in Embedscope; int8 holds int8 values and one scale per row")

@@ -10,8 +10,7 @@ import streamlit as st
 from core import export as ex
 from core import projection as pj
 from core.access import check_allowed
-from dashboard import _cached_projection as cp
-from dashboard import cached
+from dashboard import cached, longrun, state
 from dashboard.ui import current_matrix, shown_errors
 
 FORMAT_LABELS = {
@@ -33,7 +32,11 @@ st.caption("Every export is written to a new file or folder (a temp name, then a
 fmt = st.selectbox("Format", ex.EXPORT_FORMATS, format_func=FORMAT_LABELS.__getitem__, key="export.format")
 r1, r2, r3 = st.columns([3, 2, 2])
 which = ROW_LABELS[r1.radio("Rows", list(ROW_LABELS), key="export.rows")]
-last_proj, last_chart = cp.last(mkey)
+# The projection this session looked at last on the Projection page (while it is still kept), and its chart.
+last_key = state.PROJECTION_LAST.get()
+last_proj: pj.Projection | None = (longrun.cached("projection", last_key)
+                                   if isinstance(last_key, tuple) and last_key[0] == mkey else None)
+last_chart = state.PROJECTION_LAST_CHART.get() if last_proj is not None else None
 rows = None
 described = f"all {len(m):,} rows"
 with shown_errors():
@@ -75,16 +78,13 @@ with save:
                         placeholder="exports/minilm" if kind == "folder" else "exports/minilm.txt")
     force = st.checkbox("Replace it if it exists", value=False, key="export.force")
     check = st.checkbox("Reopen it afterwards to check tokens and values", value=True, key="export.verify")
+    if longrun.was_cancelled("export"):
+        st.warning("Cancelled; nothing was written.")
     if st.button("Write", key="export.go", type="primary", disabled=not out.strip()):
         with shown_errors(stop=False):
             target = check_allowed(out.strip())
-            bar = st.progress(0.0, text="writing…")
-
-            def _progress(fraction: float, message: str) -> None:
-                bar.progress(fraction, text=message)
-
-            done = ex.export(m, target, fmt, rows=rows, columns=columns, force=force, progress=_progress)
-            bar.empty()
+            with longrun.panel("export", "Writing") as progress:
+                done = ex.export(m, target, fmt, rows=rows, columns=columns, force=force, progress=progress)
             st.success(f"Wrote {done.rows:,} × {done.dim} as {fmt} to {done.target}")
             st.dataframe(pd.DataFrame({"file": [f.name for f in done.files],
                                        "bytes": [f.stat().st_size for f in done.files]}),

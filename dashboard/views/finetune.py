@@ -13,12 +13,9 @@ import streamlit as st
 
 from core import charts
 from core import finetune as ft
-from core._io import save_uploads
-from core.access import check_allowed
+from core.access import check_allowed, save_uploads
 from core.errors import Cancelled
-from core.finetune.distributed import launch, processes_offered
-from core.finetune.runs import new_run_id, safe_name
-from dashboard import cached, state
+from dashboard import cached, longrun, state
 from dashboard.ui import current_matrix, shown_errors
 
 OBJECTIVES = {"sgns": "Domain skip-gram (SGNS) on raw text", "classify": "Classifier on labelled texts"}
@@ -26,13 +23,7 @@ DATA_KINDS = ["Bundled demo", "Path", "Upload"]
 CHOICES = {"context": ("copy", "random", "tied"), "unknown": ("skip", "unk"), "device": ("auto", "cuda", "mps", "cpu")}
 # Shown in their own widgets (data section), not among the hyperparameters.
 DATA_FIELDS = {"text_column", "label_column", "watch"}
-CANCEL = "finetune.cancel_requested"
-LAST = "finetune.last"
 COMPARE_PAGE = Path(__file__).resolve().parent / "compare.py"
-
-
-def _request_cancel() -> None:
-    st.session_state[CANCEL] = True
 
 
 def _config_widgets(objective: str, cls: type) -> dict[str, Any]:
@@ -91,14 +82,14 @@ def _run_buttons(run: ft.Run, where: str) -> None:
         st.rerun()
     if c.button("Compare with the original", key=f"finetune.{where}.compare",
                 help="open the Compare page with the source and this run's output chosen"):
-        st.session_state["compare.preselect"] = (_source_spec(run.card), _run_spec(run))
+        state.COMPARE_PRESELECT.set((_source_spec(run.card), _run_spec(run)))
         if COMPARE_PAGE.is_file():
             st.switch_page("views/compare.py")
         st.info("The Compare page is not installed; the pair is remembered for when it is.")
     if st.button("Release check against the original", key=f"finetune.{where}.gate",
                  help="open the Release check with this run's output as the candidate and its source as the "
                       "baseline"):
-        st.session_state["gate.preselect"] = (_source_spec(run.card), _run_spec(run))
+        state.GATE_PRESELECT.set((_source_spec(run.card), _run_spec(run)))
         st.session_state.pop("gate.new", None)
         st.session_state.pop("gate.baseline", None)
         st.switch_page("views/gate.py")
@@ -203,16 +194,16 @@ with new_tab:
 
     st.subheader("Output")
     o1, o2 = st.columns([3, 1])
-    auto = str(st.session_state.get("finetune.auto_name", ""))
-    if ("finetune.name" not in st.session_state or st.session_state.pop("finetune.fresh_name", False)
+    auto = state.FINETUNE_AUTO_NAME.get()
+    if ("finetune.name" not in st.session_state or state.FINETUNE_FRESH_NAME.pop()
             or (st.session_state["finetune.name"] == auto and not auto.startswith(objective + "-"))):
-        auto = new_run_id(objective)  # a fresh default name, until the user types one
-        st.session_state["finetune.auto_name"] = auto
+        auto = ft.new_run_id(objective)  # a fresh default name, until the user types one
+        state.FINETUNE_AUTO_NAME.set(auto)
         st.session_state["finetune.name"] = auto
     name = o1.text_input("Run name", key="finetune.name", help=f"a new folder of this name is written under {root}")
     force = o2.checkbox("Replace an earlier run of that name", key="finetune.force")
-    out = root / safe_name(name)
-    offered = processes_offered(str(values.get("device", "auto")))
+    out = root / ft.safe_name(name)
+    offered = ft.processes_offered(str(values.get("device", "auto")))
     processes = 1
     if offered > 1 and m.provenance.path:
         processes = int(st.number_input(
@@ -220,54 +211,43 @@ with new_tab:
             help="train on several processes (torch.distributed: one per GPU, or per CPU core); each takes a "
                  "share of the data"))
 
-    s1, s2, _ = st.columns([1, 1, 4])
-    start = s1.button("Start", key="finetune.start", type="primary", disabled=not data_path)
-    s2.button("Cancel", key="finetune.cancel", on_click=_request_cancel,
-              help="stop the run; nothing is written")
-    if st.session_state.pop(CANCEL, False) and not start:
+    start = st.button("Start", key="finetune.start", type="primary", disabled=not data_path)
+    if longrun.was_cancelled("finetune") and not start:
         st.warning("Cancelled; nothing was written.")
     if start and data_path:
-        st.session_state[CANCEL] = False
-        bar = st.progress(0.0, text="starting…")
-        live = st.empty()
-        points: list[tuple[int, float]] = []
-
-        def _on_update(upd: ft.TrainingUpdate) -> None:
-            points.extend(upd.losses)
-            bar.progress(upd.fraction, text=upd.message)
-            if points:
-                steps, losses = zip(*points, strict=True)
-                live.altair_chart(charts.loss_chart(list(steps), list(losses), title="Training loss (live)"),
-                                  width="stretch")
-
-        def _progress(fraction: float, message: str) -> None:
-            bar.progress(fraction, text=message)
-
         try:
-            with shown_errors(stop=False):
+            with shown_errors(stop=False), longrun.panel("finetune", "Training") as progress:
+                live = st.empty()
+                points: list[tuple[int, float]] = []
+
+                def _on_update(upd: ft.TrainingUpdate) -> None:
+                    points.extend(upd.losses)
+                    progress(upd.fraction, upd.message)
+                    if points:
+                        steps, losses = zip(*points, strict=True)
+                        live.altair_chart(charts.loss_chart(list(steps), list(losses), title="Training loss (live)"),
+                                          width="stretch")
+
                 config = ft.config_for(objective, **settings)
                 config.validate()
                 if not trusted:
                     data_path = str(check_allowed(data_path))
-                stop = lambda: bool(st.session_state.get(CANCEL))  # noqa: E731
                 if processes > 1:
                     # the ranks open the matrix themselves, from where this one came
-                    run = ft.load_run(launch(str(m.provenance.path), data_path, config, out, processes,
-                                             tensor=m.provenance.tensor, force=force, progress=_progress,
-                                             cancel=stop))
+                    run = ft.load_run(ft.launch(str(m.provenance.path), data_path, config, out, processes,
+                                                tensor=m.provenance.tensor, force=force, progress=progress))
                 else:
-                    run = ft.finetune(m, data_path, config, out, force=force, progress=_progress, cancel=stop,
+                    run = ft.finetune(m, data_path, config, out, force=force, progress=progress,
                                       on_update=_on_update)
-                bar.progress(1.0, text=f"done in {run.card['duration_s']:.1f} s")
-                st.session_state[LAST] = str(run.path)
-                st.session_state["finetune.fresh_name"] = True
-                st.success(f"Wrote {run.path}")
+                state.FINETUNE_LAST.set(str(run.path))
+                state.FINETUNE_FRESH_NAME.set(True)
+                st.success(f"Wrote {run.path} in {run.card['duration_s']:.1f} s")
         except Cancelled:
-            bar.empty()
             st.warning("Cancelled; nothing was written.")
-    if st.session_state.get(LAST):
+    last = state.FINETUNE_LAST.get()
+    if last:
         with shown_errors(stop=False):
-            shown = ft.load_run(st.session_state[LAST])
+            shown = ft.load_run(last)
             st.divider()
             st.subheader(f"Last run: {shown.run_id}")
             _show_run(shown, "last")

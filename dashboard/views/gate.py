@@ -11,11 +11,9 @@ from core.errors import EmbedscopeError
 from core.gate import GateReport, GateSettings, gate
 from core.matrix import EmbeddingMatrix
 from core.report import gate as out
-from dashboard import _cached_compare as cc
-from dashboard import cached, state
+from dashboard import cached, longrun, state
 from dashboard.ui import shown_errors
 
-PRESELECT = "gate.preselect"  # (baseline spec, new spec), set by the Fine-tune page
 NONE = "—"
 _ICON = {"pass": "●", "warn": "▲", "fail": "■", "n/a": "○"}  # shapes, not emoji: every font has them
 
@@ -25,11 +23,8 @@ st.caption("Pick the new matrix and the last release; the check runs every audit
            "and special tokens, new broken rows, and the quantised copy when you give one.")
 
 specs = state.opened()
-pre = st.session_state.get(PRESELECT)
-if isinstance(pre, tuple) and len(pre) == 2 and all(isinstance(s, state.SourceSpec) for s in pre):
-    for s in pre:
-        if s not in specs:
-            specs.append(s)
+pre = state.preselected(state.GATE_PRESELECT)
+if pre is not None:
     st.session_state.setdefault("gate.new", pre[1])
     st.session_state.setdefault("gate.baseline", pre[0])
 if st.session_state.get("gate.new") not in specs:
@@ -60,29 +55,22 @@ def _open(spec: state.SourceSpec | str) -> EmbeddingMatrix | None:
         st.stop()
 
 
-if not st.button("Check", type="primary", key="gate.go") and "gate.last" not in st.session_state:
+if not st.button("Check", type="primary", key="gate.go") and not state.GATE_LAST.is_set():
     st.stop()
-new = _open(new_spec)
-if new is None:
+opened_new = _open(new_spec)
+if opened_new is None:
     st.stop()
+new: EmbeddingMatrix = opened_new
 baseline = _open(base_spec)
 quantized = _open(quant_spec)
 settings = GateSettings.from_mapping({"all_tokens": bool(all_tokens)})
-key = ("gate", cached.key_of(new), cached.key_of(baseline) if baseline is not None else None,
+key = (cached.key_of(new), cached.key_of(baseline) if baseline is not None else None,
        cached.key_of(quantized) if quantized is not None else None, fail_on, settings)
-rep: GateReport | None = cc.store().get(key)
-if rep is None:
-    bar = st.progress(0.0, text="checking…")
-
-    def update(fraction: float, message: str) -> None:
-        bar.progress(fraction, text=message)
-
-    with shown_errors():
-        rep = gate(new, baseline, quantized=quantized, settings=settings, fail_on=fail_on, progress=update)
-    cc.store().put(key, rep)
-    bar.empty()
-st.session_state["gate.last"] = key
-assert rep is not None
+with shown_errors():
+    rep: GateReport = longrun.once("gate", key, lambda progress: gate(new, baseline, quantized=quantized,
+                                                                      settings=settings, fail_on=fail_on,
+                                                                      progress=progress), "Checking")
+state.GATE_LAST.set(key)
 
 s = rep.summary()
 text = (f"**Verdict: {rep.verdict.upper()}** — {s['pass']} passed, {s['warn']} warned, {s['fail']} failed, "

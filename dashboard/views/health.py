@@ -8,9 +8,10 @@ import pandas as pd
 import streamlit as st
 
 from core import charts
-from core.audit import AuditReport, Check, Policy
-from core.cli._common import _clean
-from dashboard import _cached_audit, cached, state
+from core.audit import AuditReport, Check, Policy, audit
+from core.jsonsafe import json_safe
+from core.report.audit_html import render_html
+from dashboard import cached, longrun, state
 from dashboard.ui import current_matrix, full_value, metric_value, shown_errors
 
 _COLOR = {"pass": "green", "warn": "orange", "fail": "red", "n/a": "gray"}
@@ -32,24 +33,10 @@ with st.expander("Policy (thresholds)", expanded=False, icon=":material/tune:"):
             policy = Policy.from_toml(upload.getvalue().decode("utf-8", "replace"), upload.name)
     st.code(policy.to_toml(), language="toml")
 
-
-
-def _run_audit() -> AuditReport:
-    cached_report = _cached_audit.cached_report(key, policy)
-    if cached_report is not None:
-        return cached_report
-    bar = st.progress(0.0, text="Auditing…")
-
-    def progress(fraction: float, message: str) -> None:
-        bar.progress(fraction, text=f"Auditing: {message}")
-
-    with shown_errors():
-        fresh = _cached_audit.audit_report(m, key, policy, state.current().title, progress=progress)
-    bar.empty()
-    return fresh
-
-
-report = _run_audit()
+with shown_errors():
+    report: AuditReport = longrun.once("audit", (key, policy),
+                                       lambda progress: audit(m, policy, source=state.current().title,
+                                                              progress=progress), "Auditing")
 
 s = report.summary()
 st.caption(f"Model family: **{report.family}** ({report.family_source}); it decides which checks apply. Set it "
@@ -95,8 +82,8 @@ for c in report.checks:
 
 st.divider()
 d1, d2, _ = st.columns([1, 1, 2])
-d1.download_button("Report (HTML)", lambda: _cached_audit.report_html(key, policy, report),
+d1.download_button("Report (HTML)", lambda: longrun.kept("audit-html", (key, policy), lambda: render_html(report)),
                    "embedscope-health.html", "text/html", key="health.html", icon=":material/download:")
-d2.download_button("Report (JSON)", json.dumps(_clean(report.to_json()), ensure_ascii=False, indent=1),
+d2.download_button("Report (JSON)", json.dumps(json_safe(report.to_json()), ensure_ascii=False, indent=1),
                    "embedscope-health.json", "application/json", key="health.json", icon=":material/download:")
 st.caption(f"Audited in {report.seconds:.1f} s · policy: {report.policy.source}")

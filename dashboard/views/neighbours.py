@@ -10,14 +10,6 @@ from dashboard import cached
 from dashboard.ui import current_matrix, shown_errors
 
 
-@st.cache_resource(show_spinner=False, max_entries=256)
-def _search(_m: EmbeddingMatrix, key: str, query: str, k: int, metric: str, method: str,
-            filters: search.Filters) -> search.Neighbors:
-    if method == "mul":
-        return search.analogy(_m, query, k=k, method="mul", filters=filters)
-    return search.neighbors(_m, query, k=k, metric=metric, filters=filters)
-
-
 def _default_query(m: EmbeddingMatrix) -> str:
     if "king" in m.key_to_index:
         return "king"
@@ -25,8 +17,7 @@ def _default_query(m: EmbeddingMatrix) -> str:
 
 
 m = current_matrix()
-key = cached.key_of(m)
-cached.search_prepared(m, key)
+cached.search_prepared(m)
 st.title("Neighbours & analogies")
 near, odd = st.tabs(["Nearest neighbours and analogies", "Which one doesn't belong?"])
 
@@ -54,7 +45,7 @@ with near:
                                  hide_numbers=hide_numbers, first_n=first_n or None)
     if query.strip():
         with shown_errors():
-            res = _search(m, key, query, k, metric, method, filters)
+            res = cached.neighbors(m, query, k, metric, method, filters)
         for term in res.query.averaged:
             st.info(term.describe() + ".")
         if res.query.is_formula:

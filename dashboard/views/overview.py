@@ -14,7 +14,6 @@ from dashboard.ui import current_matrix, metric_range
 
 m = current_matrix()
 p = m.provenance
-key = cached.key_of(m)
 st.title("Overview")
 st.caption(f"{m.shape[0]:,} tokens × {m.dim} dimensions · {p.format}"
            + (" · tokens are row numbers (no vocabulary was found or given)" if p.vocab_source == ROW_NUMBERS else ""))
@@ -32,7 +31,7 @@ with left:
     for note in p.notes:
         st.info(note)
 with right:
-    s = cached.summary(m, key)
+    s = cached.summary(m)
     st.subheader("Statistics")
     a, b = st.columns(2)
     a.metric("mean", f"{s.mean:+.5f}")
@@ -48,5 +47,5 @@ with right:
                  hide_index=True, width="stretch")
 
 st.altair_chart(charts.norm_histogram(m.norms), width="stretch")
-mean, std = cached.per_dimension(m, key)
+mean, std = cached.per_dimension(m)
 st.altair_chart(charts.dimension_profile(mean, std), width="stretch")

@@ -12,8 +12,7 @@ from core import charts
 from core import export as ex
 from core import projection as pj
 from core.tokens import KINDS
-from dashboard import _cached_projection as cp
-from dashboard import cached
+from dashboard import cached, longrun, state
 from dashboard.ui import current_matrix, shown_errors
 
 METHOD_LABELS = {"PCA": "pca", "t-SNE": "tsne", "UMAP": "umap", "Custom axes": "axes"}
@@ -52,35 +51,36 @@ DEFAULTS: dict[str, Any] = {
     "projection.colour": "kind", "projection.search": "", "projection.search_k": 10,
     "projection.draw": "every point",
 }
-kept = cp.kept_settings(DEFAULTS)
+kept = state.kept_settings(DEFAULTS)
 # What was kept for another matrix may not fit this one.
 if not 3 <= int(kept["projection.sample"]) <= len(m):
     kept["projection.sample"] = min(5_000, len(m))
 kept["projection.kinds"] = [kd for kd in kept["projection.kinds"] if kd in kinds_present]
 
 c1, c2, c3 = st.columns([3, 2, 3])
-method = METHOD_LABELS[c1.radio("Method", list(METHOD_LABELS), horizontal=True, **cp.bind("projection.method"))]
-dims = c2.radio("View", [2, 3], format_func=lambda d: f"{d}-D", horizontal=True, **cp.bind("projection.dims"))
+method = METHOD_LABELS[c1.radio("Method", list(METHOD_LABELS), horizontal=True, **state.bind("projection.method"))]
+dims = c2.radio("View", [2, 3], format_func=lambda d: f"{d}-D", horizontal=True, **state.bind("projection.dims"))
 
 p1, p2, p3, p4 = st.columns([3, 2, 2, 3])
-points = POINT_LABELS[p1.selectbox("Points", list(POINT_LABELS), **cp.bind("projection.points"))]
+points = POINT_LABELS[p1.selectbox("Points", list(POINT_LABELS), **state.bind("projection.points"))]
 sample: int | None = None
 seed = 0
 queries: tuple[str, ...] = ()
 tokens: tuple[str, ...] = ()
 k = 50
 if points in ("first", "random", "stratified"):
-    sample = int(p2.number_input("How many", min_value=3, max_value=len(m), step=500, **cp.bind("projection.sample")))
+    sample = int(p2.number_input("How many", min_value=3, max_value=len(m), step=500,
+                                 **state.bind("projection.sample")))
 if points in ("random", "stratified"):
-    seed = int(p3.number_input("Sampling seed", min_value=0, step=1, **cp.bind("projection.sample_seed")))
+    seed = int(p3.number_input("Sampling seed", min_value=0, step=1, **state.bind("projection.sample_seed")))
 if points == "neighbours":
-    queries = _split(p2.text_input("Query words", **cp.bind("projection.queries"),
+    queries = _split(p2.text_input("Query words", **state.bind("projection.queries"),
                                    help="comma-separated; each brings its nearest neighbours (cosine)"))
-    k = int(p3.number_input("Neighbours each", min_value=1, max_value=1000, **cp.bind("projection.k")))
-kinds = tuple(p4.multiselect("Only these kinds", kinds_present, **cp.bind("projection.kinds"),
+    k = int(p3.number_input("Neighbours each", min_value=1, max_value=1000, **state.bind("projection.k")))
+kinds = tuple(p4.multiselect("Only these kinds", kinds_present, **state.bind("projection.kinds"),
                              help="leave empty for every kind"))
 if points == "list":
-    tokens = _split(st.text_area("Tokens, one per line or comma-separated", **cp.bind("projection.list")))
+    tokens = _split(st.text_area("Tokens, one per line or comma-separated", **state.bind("projection.list")))
 
 perplexity, n_neighbors, min_dist, metric, pseed = 30.0, 15, 0.1, "cosine", 0
 axis_x: tuple[str, str] | None = None
@@ -89,41 +89,42 @@ if method in ("tsne", "umap"):
     q1, q2, q3, q4 = st.columns(4)
     if method == "tsne":
         perplexity = float(q1.number_input("Perplexity", min_value=1.0, max_value=500.0, step=5.0,
-                                           **cp.bind("projection.perplexity"),
+                                           **state.bind("projection.perplexity"),
                                            help="about the number of close neighbours each point keeps"))
     else:
         n_neighbors = int(q1.number_input("n_neighbors", min_value=2, max_value=500,
-                                          **cp.bind("projection.n_neighbors")))
+                                          **state.bind("projection.n_neighbors")))
         min_dist = float(q2.number_input("min_dist", min_value=0.0, max_value=1.0, step=0.05,
-                                         **cp.bind("projection.min_dist")))
-    metric = q3.selectbox("Distance", pj.METRICS, **cp.bind("projection.metric"))
-    pseed = int(q4.number_input("Seed", min_value=0, step=1, **cp.bind("projection.seed")))
+                                         **state.bind("projection.min_dist")))
+    metric = q3.selectbox("Distance", pj.METRICS, **state.bind("projection.metric"))
+    pseed = int(q4.number_input("Seed", min_value=0, step=1, **state.bind("projection.seed")))
 if method == "axes":
     a1, a2, a3, a4, a5 = st.columns([2, 2, 2, 2, 2])
-    axis_x = (a1.text_input("x from", **cp.bind("projection.ax_a")),
-              a2.text_input("x to", **cp.bind("projection.ax_b")))
-    y_mode = a3.radio("y is", ["a direction", "PCA"], **cp.bind("projection.y_mode"),
+    axis_x = (a1.text_input("x from", **state.bind("projection.ax_a")),
+              a2.text_input("x to", **state.bind("projection.ax_b")))
+    y_mode = a3.radio("y is", ["a direction", "PCA"], **state.bind("projection.y_mode"),
                       help="PCA: the first principal component of what the x direction leaves")
     if y_mode == "a direction":
-        axis_y = (a4.text_input("y from", **cp.bind("projection.ax_c")),
-                  a5.text_input("y to", **cp.bind("projection.ax_d")))
+        axis_y = (a4.text_input("y from", **state.bind("projection.ax_c")),
+                  a5.text_input("y to", **state.bind("projection.ax_d")))
 
 sel_cfg = pj.SelectionConfig(sampling="first" if points == "all" else points, sample=sample, seed=seed,
                              kinds=kinds, queries=queries, k=k, tokens=tokens, strict=False)
 cfg = pj.ProjectionConfig(method=method, dims=dims, seed=pseed, perplexity=perplexity, n_neighbors=n_neighbors,
                           min_dist=min_dist, metric=metric, axis_x=axis_x, axis_y=axis_y)
 with shown_errors():
-    sel = cp.selection(m, mkey, repr(sel_cfg), sel_cfg)
+    sel = cached.selection(m, sel_cfg)
     cfg.validate(len(sel), m.dim)
 
 # -- compute, or take it from the cache ----------------------------------------------------------------
-pkey = cp.key(mkey, sel_cfg, cfg)
-proj = cp.cached(pkey)
+pkey = (mkey, repr(sel_cfg), repr(cfg))
+proj: pj.Projection | None = longrun.cached("projection", pkey)
+name = pj.METHOD_NAMES[method]
 if proj is None and method in ("tsne", "umap"):
     # t-SNE and UMAP run as background jobs whose results are kept on disk: once per server, shared by every
     # session that asks while they run, and they keep running (with their progress) while the user looks elsewhere.
-    jobs = cp.jobs()
-    name = pj.METHOD_NAMES[method]
+    jobs = cached.projection_jobs()
+    waiter = state.session_name()
     with shown_errors():
         proj = jobs.cached(m, sel, cfg)
         job = None if proj is not None else jobs.running(m, sel, cfg)
@@ -137,30 +138,25 @@ if proj is None and method in ("tsne", "umap"):
             if not st.button(f"Run {name} on {len(sel):,} points", key="projection.run", type="primary"):
                 st.stop()
             with shown_errors():
-                job = jobs.start(m, sel, cfg, waiter=cp.waiter())
+                job = jobs.start(m, sel, cfg, waiter=waiter)
         else:
-            job.join(cp.waiter())
-        if st.button("Cancel", key="projection.cancel"):
-            stopped = job.cancel(cp.waiter())
-            st.info(f"{name} stopped; nothing was kept." if stopped else
+            job.join(waiter)
+        running = job
+
+        def _cancel() -> str:
+            stopped = running.cancel(waiter)
+            return (f"{name} stopped; nothing was kept." if stopped else
                     f"You no longer wait for this {name}; another session still does, so it goes on for them.")
-            st.stop()
-        bar = st.progress(job.fraction, text=f"{name}: {job.message}")
-        while not job.wait(0.5):
-            bar.progress(job.fraction, text=f"{name}: {job.message}")
-        bar.empty()
+
+        longrun.follow(job, name, _cancel)
         with shown_errors():
             proj = job.result()
-    cp.keep(pkey, proj)
+    found = proj
+    proj = longrun.kept("projection", pkey, lambda: found)
 elif proj is None:
-    bar = st.progress(0.0, text=f"{pj.METHOD_NAMES[method]}…")
-
-    def _progress(fraction: float, message: str) -> None:
-        bar.progress(fraction, text=message)
-
     with shown_errors():
-        proj = cp.compute(m, pkey, sel, cfg, progress=_progress)
-    bar.empty()
+        proj = longrun.once("projection", pkey, lambda progress: pj.project(m, sel, cfg, progress=progress), name)
+assert proj is not None
 
 st.caption(proj.caption + f" Took {proj.seconds:.1f} s.")
 for note in proj.notes:
@@ -172,15 +168,15 @@ o1, o2, o3, o4 = st.columns([3, 3, 1, 2])
 if kept["projection.colour"] not in options:
     kept["projection.colour"] = "kind"
 by = o1.selectbox("Colour by", options, format_func=lambda o: COLOUR_LABELS.get(o, f"metadata: {o}"),
-                  **cp.bind("projection.colour"))
+                  **state.bind("projection.colour"))
 lang = "en"
 with shown_errors():
-    colours = cp.colouring(m, mkey, repr(sel_cfg), by, lang, sel)
-label = o2.text_input("Search a label", **cp.bind("projection.search"), placeholder="e.g. queen",
+    colours = cached.colouring(m, sel, by, lang)
+label = o2.text_input("Search a label", **state.bind("projection.search"), placeholder="e.g. queen",
                       help="highlights the token and its nearest neighbours (cosine, in the original space) "
                            "among the points shown")
-n_near = int(o3.number_input("Neighbours", min_value=1, max_value=100, **cp.bind("projection.search_k")))
-draw = o4.radio("Draw", DRAW_OPTIONS, **cp.bind("projection.draw"),
+n_near = int(o3.number_input("Neighbours", min_value=1, max_value=100, **state.bind("projection.search_k")))
+draw = o4.radio("Draw", DRAW_OPTIONS, **state.bind("projection.draw"),
                 help="every point (WebGL past "
                      f"{pj.BROWSER_MAX_POINTS:,} points), or counts of points in grid cells")
 
@@ -256,7 +252,8 @@ if not picked.empty:
 if proj.explained_variance is not None:
     st.altair_chart(charts.explained_variance_bar(proj.explained_variance, shown=proj.dims), width="stretch")
 
-cp.remember_last(pkey, chart)
+state.PROJECTION_LAST.set(pkey)
+state.PROJECTION_LAST_CHART.set(chart)
 
 # -- downloads --------------------------------------------------------------------------------------------
 d1, d2, d3 = st.columns(3)
