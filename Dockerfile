@@ -24,4 +24,4 @@ RUN python -m venv .venv \
 EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD curl --fail --silent http://localhost:8501/_stcore/health || exit 1
-CMD [".venv/bin/streamlit", "run", "dashboard/app.py", "--server.port=8501", "--server.address=0.0.0.0"]
+CMD [".venv/bin/python", "-m", "dashboard", "--server.port=8501", "--server.address=0.0.0.0"]

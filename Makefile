@@ -36,7 +36,7 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 run: install
-	$(BIN)/streamlit run dashboard/app.py --server.port $(PORT)
+	$(BIN)/python -m dashboard --server.port $(PORT)
 
 # The default suite leaves out the tests marked slow (large generated matrices, multi-minute runs); the
 # nightly target runs them too.

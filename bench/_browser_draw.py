@@ -11,15 +11,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from dashboard import serve
+
 # WebGL without a GPU: Chromium's software rasteriser (SwiftShader) must be asked for explicitly.
 ARGS = ["--no-sandbox", "--disable-dev-shm-usage", "--no-first-run", "--disable-background-networking",
         "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
@@ -29,12 +27,6 @@ _ALL_DRAWN = """(n) => {
   const drawn = gd._fullData.reduce((a, t) => a + (t.visible === true ? (t._length || 0) : 0), 0);
   return drawn >= n && gd.querySelector('canvas') !== null;
 }"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _metrics(cdp: Any) -> dict[str, float]:
@@ -58,22 +50,14 @@ def first_draw(folder: Path, points: int, timeout_s: float = 900) -> dict[str, f
     first visit that computes it."""
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
+    port = serve.free_port()
     env = {**os.environ, "EMBEDSCOPE_DATA_ROOTS": str(folder), "EMBEDSCOPE_NO_HUB": "1", "HF_HUB_OFFLINE": "1"}
     env.pop("EMBEDSCOPE_PASSWORD", None)
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
-                             "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless",
-                             "true"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = serve.start(port, env)
     url = f"http://127.0.0.1:{port}"
     ms = timeout_s * 1000
     try:
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.5)
+        serve.wait_healthy(url, proc=proc)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
                                         headless=True, args=ARGS)
@@ -125,11 +109,7 @@ def first_draw(folder: Path, points: int, timeout_s: float = 900) -> dict[str, f
                 "browser_script_s": after["ScriptDuration"] - before["ScriptDuration"],
                 "server_cpu_s": server1 - server0}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        serve.stop(proc)
 
 
 if __name__ == "__main__":

@@ -62,3 +62,7 @@ class TokenNotFound(EmbedscopeError, KeyError):
         if self.suggestions:
             msg += "; closest: " + ", ".join(repr(s) for s in self.suggestions)
         return msg
+
+
+class ServerNotReady(EmbedscopeError, TimeoutError):
+    """A dashboard server started for a test or benchmark did not answer its health check in time."""

@@ -1,4 +1,4 @@
-"""Embedscope dashboard: ``streamlit run dashboard/app.py``.
+"""Embedscope dashboard: ``python -m dashboard`` (the launcher; plain ``streamlit run dashboard/app.py`` works too).
 
 The sidebar says which matrix is open (the bundled demo first); each page reads it from the session and
 calls ``core``. Pages are listed here once; a page file that is not there yet is left out.

@@ -4,7 +4,9 @@ The password comes from ``EMBEDSCOPE_PASSWORD`` or ``st.secrets["password"]``; w
 off (``make run`` on a laptop). The comparison takes constant time. Wrong passwords are logged and each
 client (by address) waits longer after every failure past the first few. Streamlit takes uploads over
 HTTP outside any script run, so the upload manager itself is wrapped: files for a session that has not
-passed the gate are refused, and a session may hold at most ``EMBEDSCOPE_MAX_UPLOAD_BYTES`` in all.
+passed the gate are refused, and a session may hold at most ``EMBEDSCOPE_MAX_UPLOAD_BYTES`` in all. The
+launcher (``python -m dashboard``) wraps it before the server listens; under plain ``streamlit run`` the first
+script run does, which leaves uploads that arrive before that run reaches the gate unguarded.
 """
 
 from __future__ import annotations
@@ -120,10 +122,36 @@ def guard_uploads(manager: object, keeper: Gatekeeper, cap: Callable[[], int] = 
 
 
 def _install(keeper: Gatekeeper) -> None:
+    """Guard the running server's uploads from within a script run: the fallback for plain ``streamlit run``."""
     from streamlit.runtime import Runtime
 
     if Runtime.exists():
         guard_uploads(Runtime.instance().uploaded_file_mgr, keeper)
+
+
+def guard_before_listening() -> None:
+    """Make every Streamlit server this process starts guard its uploads before it accepts a connection.
+
+    ``streamlit run`` takes uploads for a session as soon as the session exists, before the script has run
+    far enough to call :func:`gate`; ``python -m dashboard`` calls this first, so the guard is in place from
+    the server's first connection. Installing it twice changes nothing.
+    """
+    from streamlit.runtime import Runtime
+    from streamlit.web.server.server import Server
+
+    original = Server.start
+    if getattr(original, "_embedscope_guarded", False):
+        return
+
+    async def start(self: Server) -> None:
+        keeper = gatekeeper()
+        keeper.open_to_all = configured_password() is None
+        # The server built its runtime (and its upload manager) in __init__; it listens only in start.
+        guard_uploads(Runtime.instance().uploaded_file_mgr, keeper)
+        await original(self)
+
+    start._embedscope_guarded = True  # type: ignore[attr-defined]
+    Server.start = start  # type: ignore[method-assign]
 
 
 def configured_password() -> str | None:

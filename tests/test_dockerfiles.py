@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -65,6 +66,16 @@ def test_runs_as_non_root_with_healthcheck(name: str) -> None:
     assert "HEALTHCHECK" in keywords, f"{name} has no HEALTHCHECK"
     assert keywords.index("CMD") > max(i for i, k in enumerate(keywords) if k == "USER")
 
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_serves_through_the_launcher(name: str) -> None:
+    """The image starts `python -m dashboard`, which guards uploads before listening (plain `streamlit run` does not)."""
+    cmds = [json.loads(args) for keyword, args in _instructions(ROOT / name) if keyword == "CMD"]
+    assert len(cmds) == 1, f"{name}: expected one CMD in exec form"
+    python, *rest = cmds[0]
+    assert Path(python).name == "python" and rest[:2] == ["-m", "dashboard"], f"{name}: CMD {cmds[0]}"
+    assert "--server.address=0.0.0.0" in rest and "--server.port=8501" in rest
 
 @pytest.mark.parametrize("name", DOCKERFILES)
 def test_no_secrets_in_env_or_arg(name: str) -> None:

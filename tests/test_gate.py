@@ -1,17 +1,15 @@
-"""The password gate under attack: uploads before the password, upload totals, password guessing (issue 14.5)."""
+"""The password gate under attack: uploads before the password (from the server's first connection on), upload
+totals, password guessing (issue 14.5)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,40 +17,43 @@ from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileMan
 from streamlit.runtime.uploaded_file_manager import UploadedFileRec
 from streamlit.testing.v1 import AppTest
 
-from dashboard import auth
+from dashboard import auth, serve
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "dashboard" / "app.py")
 PASSWORD = "pw-for-the-gate-test"
+XSRF_OFF = ["--server.enableXsrfProtection", "false"]  # an attacker can fetch the XSRF cookie anyway
+REFUSED = "Enter the password before uploading"  # the gate's answer; Streamlit's own refusals say otherwise
+
+
+@contextmanager
+def _serve(tmp: Path, password: str | None) -> Iterator[tuple[str, Path]]:
+    """The launcher (`python -m dashboard`) on a free port, with or without a password: its URL and its log."""
+    env = {**os.environ, "EMBEDSCOPE_NO_HUB": "1"}
+    env.pop(auth.PASSWORD_ENV, None)
+    if password is not None:
+        env[auth.PASSWORD_ENV] = password
+    port = serve.free_port()
+    log = tmp / "server.log"
+    with log.open("wb") as out:
+        proc = serve.start(port, env, options=XSRF_OFF, output=out)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        serve.wait_healthy(url, proc=proc)
+        yield url, log
+    finally:
+        serve.stop(proc)
 
 
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A real `streamlit run` with a password (XSRF off: an attacker can fetch the cookie anyway)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    env = {**os.environ, auth.PASSWORD_ENV: PASSWORD, "EMBEDSCOPE_NO_HUB": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", APP, "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--server.headless", "true", "--server.enableXsrfProtection", "false"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(20)
+def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A real server with a password, no page run in it yet."""
+    with _serve(tmp_path, PASSWORD) as running:
+        yield running
 
 
-async def _upload_before_the_password(url: str, body: bytes) -> int:
+async def _upload(url: str, body: bytes, after_s: float) -> tuple[int, str]:
+    """Open a session as a browser does, then PUT ``body`` to it ``after_s`` seconds after the server names it."""
     import httpx
     import websockets
     from streamlit.proto.BackMsg_pb2 import BackMsg
@@ -63,21 +64,41 @@ async def _upload_before_the_password(url: str, body: bytes) -> int:
         msg.rerun_script.query_string = ""
         await ws.send(msg.SerializeToString())
         session_id = ""
-        while not session_id:
+        while not session_id:  # Streamlit names the session as the script run starts, before app.py has run
             fwd = ForwardMsg()
             fwd.ParseFromString(await asyncio.wait_for(ws.recv(), 60))
             if fwd.WhichOneof("type") == "new_session":
                 session_id = fwd.new_session.initialize.session_id
-        await asyncio.sleep(1.5)  # the script run shows the password form and stops
+        await asyncio.sleep(after_s)
         async with httpx.AsyncClient() as client:
             r = await client.put(f"{url}/_stcore/upload_file/{session_id}/{uuid.uuid4()}",
                                  files={"file": ("big.bin", body)})
-        return r.status_code
+        return r.status_code, r.text
 
 
-def test_a_real_server_refuses_uploads_before_the_password(server: str) -> None:
-    status = asyncio.run(_upload_before_the_password(server, b"\0" * 100_000))
-    assert status == 403  # Streamlit itself answers 204 and keeps the bytes
+def test_a_real_server_refuses_uploads_before_the_password(server: tuple[str, Path]) -> None:
+    status, detail = asyncio.run(_upload(server[0], b"\0" * 100_000, after_s=1.5))  # the form is showing
+    assert (status, detail) == (403, REFUSED)  # Streamlit itself answers 204 and keeps the bytes
+
+
+def test_uploads_are_guarded_from_the_first_connection(server: tuple[str, Path]) -> None:
+    """No script has run in the server when the first session uploads, the moment the server names it: under
+    plain `streamlit run` this upload lands before app.py reaches the gate, and Streamlit keeps it (204)."""
+    url, log = server
+    status, detail = asyncio.run(_upload(url, b"\0" * 100_000, after_s=0.0))
+    assert (status, detail) == (403, REFUSED)
+    line = "refused an upload of 100000 bytes from a session that has not passed the password gate"
+    deadline = time.monotonic() + 10
+    while line not in log.read_text(errors="replace") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert line in log.read_text(errors="replace")  # refused by the gate's wrapper, before anything is stored
+
+
+def test_without_a_password_the_first_upload_is_kept(tmp_path: Path) -> None:
+    """The same request to a server without a password: the guard is there but lets it through."""
+    with _serve(tmp_path, None) as (url, _):
+        status, _detail = asyncio.run(_upload(url, b"\0" * 100_000, after_s=0.0))
+    assert status == 204
 
 
 def _rec(file_id: str, size: int) -> UploadedFileRec:

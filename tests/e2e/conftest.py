@@ -1,21 +1,18 @@
-"""A real `streamlit run` on localhost and Debian's chromium driven by Playwright (no browser download)."""
+"""A real dashboard server (`python -m dashboard`) and Debian's chromium driven by Playwright (no browser download)."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bench._harness import proc_status_kib
+from core.errors import ServerNotReady
+from dashboard import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "docs" / "screenshots"
@@ -35,49 +32,33 @@ def rss_mib(pid: int) -> float:
     return proc_status_kib("VmRSS", pid) / 1024
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
+    port = serve.free_port()
     import core
 
     roots = os.pathsep.join([str(ROOT), str(EXPORT_DIR), str(core.demo_path())])
     env = {**os.environ, "EMBEDSCOPE_RUNS": str(tmp_path_factory.mktemp("runs")), "HF_HUB_OFFLINE": "1",
            "EMBEDSCOPE_NO_HUB": "1", "EMBEDSCOPE_DATA_ROOTS": roots}
     env.pop("EMBEDSCOPE_PASSWORD", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"), "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # A file, not a pipe: nobody reads the server's output during the run, and a full pipe would stop it.
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with log.open("wb") as out:
+        proc = serve.start(port, env, output=out)
     url = f"http://127.0.0.1:{port}"
     SERVER_PID["pid"] = proc.pid
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("streamlit did not start: " + (proc.stdout.read().decode() if proc.stdout else ""))
-    yield url
-    proc.terminate()
     try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        serve.wait_healthy(url, proc=proc)
+    except ServerNotReady as err:
+        serve.stop(proc)
+        raise ServerNotReady(f"{err}:\n{log.read_text(errors='replace')}") from err
+    yield url
+    serve.stop(proc)
 
 
 @pytest.fixture(scope="session")
 def server_pid(server: str) -> int:
-    """The pid of the `streamlit run` process behind ``server``."""
+    """The pid of the server process behind ``server``."""
     return SERVER_PID["pid"]
 
 
