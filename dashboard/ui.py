@@ -7,9 +7,9 @@ from contextlib import contextmanager
 
 import streamlit as st
 
-from core._numfmt import DIGITS, short, span
 from core.errors import EmbedscopeError
 from core.matrix import EmbeddingMatrix
+from core.numfmt import DIGITS, short, span
 from dashboard import cached, state
 
 

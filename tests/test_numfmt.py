@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import core
-from core._numfmt import distinct, short, span
 from core.audit import Policy, audit
+from core.numfmt import distinct, short, span
 
 
 @pytest.mark.parametrize("values", [

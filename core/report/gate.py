@@ -23,7 +23,7 @@ _VERDICT = {"pass": "Ship: every check passed", "warn": "Ship, with warnings to 
 
 
 def _value(c: GateCheck) -> str:
-    from core._numfmt import short
+    from core.numfmt import short
 
     return "—" if c.value is None else short(float(c.value))
 

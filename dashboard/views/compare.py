@@ -11,10 +11,10 @@ import streamlit as st
 
 from core import charts, evaluate
 from core import compare as cp
-from core._numfmt import distinct
 from core.access import check_allowed, save_uploads
 from core.errors import EmbedscopeError
 from core.matrix import EmbeddingMatrix
+from core.numfmt import distinct
 from dashboard import cached, longrun, state
 from dashboard.ui import full_value, metric_value, shown_errors
 

@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pandas as pd
 
-from core._numfmt import distinct
 from core.audit._context import Context
 from core.audit._shared import dropped_note, histogram, na, robust_z, status_above, tokens_of
 from core.audit._spec import CheckSpec, register
 from core.audit.policy import number
 from core.audit.result import Check
+from core.numfmt import distinct
 
 _INF = float("inf")
 
