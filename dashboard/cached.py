@@ -13,19 +13,17 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import streamlit as st
 
 import core
+from core import projection as pj
 from core import search, stats
 from core.access import check_allowed
 from core.matrix import EmbeddingMatrix
 from dashboard.state import SourceSpec
-
-if TYPE_CHECKING:
-    from core import projection as pj
 
 UPLOAD_ROOT_ENV = "EMBEDSCOPE_UPLOADS"
 
@@ -70,8 +68,7 @@ def _selection_key(selection: pj.Selection) -> str:
 
 #: How cached functions hash their arguments: a matrix by its cache id, a selection by its config (with the matrix
 #: beside it, that names the rows).
-BY_KEY: dict[str | type[Any], Callable[[Any], Any]] = {
-    "core.matrix.EmbeddingMatrix": key_of, "core.projection._selection.Selection": _selection_key}
+BY_KEY: dict[str | type[Any], Callable[[Any], Any]] = {EmbeddingMatrix: key_of, pj.Selection: _selection_key}
 
 
 def upload_root() -> Path:
@@ -159,28 +156,20 @@ def quantized_zip(m: EmbeddingMatrix, fmt: str) -> bytes:
 @st.cache_resource(show_spinner="Choosing points…", max_entries=32, hash_funcs=BY_KEY)
 def selection(m: EmbeddingMatrix, config: pj.SelectionConfig) -> pj.Selection:
     """:func:`core.projection.select`, once per (matrix, config)."""
-    from core import projection
-
-    return projection.select(m, config)
+    return pj.select(m, config)
 
 
 @st.cache_resource(show_spinner="Colouring the points…", max_entries=32, hash_funcs=BY_KEY)
 def colouring(m: EmbeddingMatrix, selection: pj.Selection, by: str, lang: str) -> pj.Colouring:
     """:func:`core.projection.colour`, once per (matrix, selection, colour)."""
-    from core import projection
-
-    return projection.colour(m, selection, by, lang)
+    return pj.colour(m, selection, by, lang)
 
 
 @st.cache_resource(show_spinner=False)
 def _projection_jobs(root: str) -> pj.ProjectionJobs:
-    from core import projection
-
-    return projection.ProjectionJobs(projection.ProjectionStore(root))
+    return pj.ProjectionJobs(pj.ProjectionStore(root))
 
 
 def projection_jobs() -> pj.ProjectionJobs:
     """This process's background projection jobs (t-SNE, UMAP), for the cache folder configured now."""
-    from core import projection
-
-    return _projection_jobs(str(projection.cache_root()))
+    return _projection_jobs(str(pj.cache_root()))
