@@ -210,15 +210,12 @@ APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 def _health_page(folder: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     from streamlit.testing.v1 import AppTest
 
-    from dashboard.state import DEMO, SourceSpec
-
     monkeypatch.setenv("EMBEDSCOPE_DATA_ROOTS", str(folder.parent))  # the server opens only folders it is told
-    spec = SourceSpec("path", str(folder), label=folder.name)
     at = AppTest.from_file(APP, default_timeout=600)
-    at.session_state["embedscope.opened"] = [DEMO, spec]
-    at.session_state["embedscope.current"] = spec
-    at.session_state["sidebar.matrix"] = spec
     at.run()
+    at.text_input(key="open.path").input(str(folder)).run()  # opened from the sidebar, as a user does
+    at.button(key="open.go").click().run()
+    assert not at.sidebar.error, [e.value for e in at.sidebar.error]
     at.switch_page("views/health.py").run()
     return at
 

@@ -12,7 +12,6 @@ from streamlit.testing.v1 import AppTest
 
 import core
 from core.audit import CHECKS, TITLES
-from dashboard.state import DEMO, SourceSpec
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 
@@ -92,12 +91,11 @@ def test_damaged_matrix_shows_red_lights_and_the_tokens(tmp_path: Path, monkeypa
     v[9] = v[8]
     path = tmp_path / "damaged.npy"
     np.save(path, v)
-    spec = SourceSpec("path", str(path), label=path.name)
     at = AppTest.from_file(APP, default_timeout=180)
-    at.session_state["embedscope.opened"] = [DEMO, spec]
-    at.session_state["embedscope.current"] = spec
-    at.session_state["sidebar.matrix"] = spec
     at.run()
+    at.text_input(key="open.path").input(str(path)).run()  # opened from the sidebar, as a user does
+    at.button(key="open.go").click().run()
+    assert not at.sidebar.error, [e.value for e in at.sidebar.error]
     at.switch_page("views/health.py").run()
     assert not at.exception, at.exception
     assert at.subheader[0].value.startswith("5 pass · 0 warn · 2 fail")
