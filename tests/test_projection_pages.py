@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
+from _apptest import chart_data
 from streamlit.testing.v1 import AppTest
 
 import core
@@ -33,18 +33,6 @@ def _altair_specs(at: AppTest) -> list[dict]:
     return specs
 
 
-def _chart_data(at: AppTest, column: str) -> pd.DataFrame:
-    """The data of the first Altair chart on the page whose table has ``column`` (Streamlit sends it as Arrow)."""
-    import pyarrow as pa
-
-    for el in at.get("vega_lite_chart"):
-        for d in el.proto.datasets:
-            frame = pa.ipc.open_stream(d.data.data).read_pandas()
-            if column in frame.columns:
-                return frame
-    raise AssertionError(f"no chart on the page has a {column!r} column")
-
-
 def test_pca_on_the_demo_renders(app: AppTest, demo: core.EmbeddingMatrix, demo_weights: np.ndarray) -> None:
     app.switch_page("views/projection.py").run()
     assert not app.exception, app.exception
@@ -57,14 +45,14 @@ def test_pca_on_the_demo_renders(app: AppTest, demo: core.EmbeddingMatrix, demo_
     top = np.argsort(w)[::-1]
     ratios = w[top] / w.sum()
     # The scatter holds every row, each at its first two principal components (up to their sign).
-    points = _chart_data(app, "x")
+    points = chart_data(app, "x")
     assert points["id"].tolist() == list(range(len(demo))) and points["token"].tolist() == list(demo.index_to_key)
     for axis, comp in (("x", 0), ("y", 1)):
         oracle = x @ v[:, top[comp]]
         ours = points[axis].to_numpy(np.float64)
         np.testing.assert_allclose(np.sign(ours @ oracle) * ours, oracle, atol=1e-3 * np.abs(oracle).max())
     # The bars are the explained-variance ratios, the two drawn components marked as shown.
-    bars = _chart_data(app, "ratio")
+    bars = chart_data(app, "ratio")
     np.testing.assert_allclose(bars["ratio"], ratios[:len(bars)], rtol=1e-4)
     assert bars["shown"].tolist()[:3] == ["shown", "shown", "not shown"]
     # The caption says how many points there are and how much of the variance the two components explain.
@@ -206,7 +194,7 @@ def test_many_points_are_drawn_one_by_one_with_webgl(app: AppTest, monkeypatch: 
     app.radio(key="projection.draw").set_value("binned density").run()
     assert not app.exception, app.exception
     assert not app.get("plotly_chart")
-    cells = _chart_data(app, "count")
+    cells = chart_data(app, "count")
     assert int(cells["count"].sum()) == 30_522 and (cells["count"] > 0).all()
 
 
