@@ -1,9 +1,26 @@
-"""What a page test reads back from Streamlit's AppTest beyond its typed elements: the data a chart draws."""
+"""Page-test helpers around Streamlit's AppTest: open a matrix as a user does, and read back a chart's data."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pandas as pd
 from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+
+
+def page_on(path: str | os.PathLike[str], page: str, timeout: float = 180) -> AppTest:
+    """A fresh app session with ``path`` opened from the sidebar (typed into "File or folder", then Open),
+    showing ``page`` (e.g. "health")."""
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    at.run()
+    at.text_input(key="open.path").input(str(path)).run()
+    at.button(key="open.go").click().run()
+    assert not at.sidebar.error, [e.value for e in at.sidebar.error]
+    at.switch_page(f"views/{page}.py").run()
+    return at
 
 
 def chart_data(at: AppTest, column: str) -> pd.DataFrame:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from _apptest import page_on
 from streamlit.testing.v1 import AppTest
 
 import core
@@ -91,12 +92,7 @@ def test_damaged_matrix_shows_red_lights_and_the_tokens(tmp_path: Path, monkeypa
     v[9] = v[8]
     path = tmp_path / "damaged.npy"
     np.save(path, v)
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
-    at.text_input(key="open.path").input(str(path)).run()  # opened from the sidebar, as a user does
-    at.button(key="open.go").click().run()
-    assert not at.sidebar.error, [e.value for e in at.sidebar.error]
-    at.switch_page("views/health.py").run()
+    at = page_on(path, "health")
     assert not at.exception, at.exception
     assert at.subheader[0].value.startswith("5 pass · 0 warn · 2 fail")
     assert sum("red-badge" in b for b in _badges(at)) == 2
