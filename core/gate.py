@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from core._checkjson import check_json
 from core.errors import ParameterError
 from core.matrix import EmbeddingMatrix
 from core.progress import CancelFn, ProgressFn, Reporter
@@ -98,10 +99,8 @@ class GateCheck:
     data: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def to_json(self, max_tokens: int = 200) -> dict[str, Any]:
-        value = None if self.value is None or not math.isfinite(self.value) else float(self.value)
-        return {"id": self.id, "status": self.status, "value": value, "threshold": dict(self.threshold),
-                "tokens": list(self.tokens[:max_tokens]), "title": self.title, "reason": self.reason,
-                "count": len(self.tokens)}
+        """The ``checks[]`` entry of ``embedscope gate --json``."""
+        return check_json(self, max_tokens)
 
 
 def _provenance(m: EmbeddingMatrix) -> dict[str, Any]:

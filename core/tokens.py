@@ -61,18 +61,30 @@ class Tokenizer(ABC):
     def encode(self, text: str, special: bool = False) -> list[Piece]:
         """Split ``text`` into pieces; ``special`` adds [CLS]/[SEP]-like tokens."""
 
-    @abstractmethod
+    # What a subclass sets in ``__init__`` (or leaves at these defaults); the properties below read them.
+    _special: frozenset[str] = frozenset()
+    _unk: str | None = None
+    _vocab: dict[str, int] | None = None
+
     def vocab(self) -> dict[str, int]:
-        """Token → id, including added tokens."""
+        """Token → id, including added tokens: read once through :meth:`_read_vocab`, then kept."""
+        if self._vocab is None:
+            self._vocab = self._read_vocab()
+        return self._vocab
+
+    def _read_vocab(self) -> dict[str, int]:
+        """The whole token → id table, read from the tokenizer (once, by :meth:`vocab`)."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither vocab() nor _read_vocab()")
 
     @property
-    @abstractmethod
     def special_tokens(self) -> frozenset[str]:
         """Tokens the tokenizer declares special (added special tokens)."""
+        return self._special
 
     @property
     def unk_token(self) -> str | None:
-        return None
+        """The token the tokenizer falls back to for what it cannot split, if it has one."""
+        return self._unk
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text for ``ids``; plain concatenation unless the tokenizer knows better."""
@@ -92,7 +104,6 @@ class HFTokenizer(Tokenizer):
         tok.no_truncation()
         self._tok = tok
         self.source = source
-        self._vocab: dict[str, int] | None = None
         # Read the pieces' configs from the small component states, not the whole serialised vocabulary.
         mtype = type(tok.model).__name__
         shape = b" ".join(c.__getstate__() for c in (tok.pre_tokenizer, tok.decoder, tok.normalizer)
@@ -105,7 +116,8 @@ class HFTokenizer(Tokenizer):
             self.scheme = "bytelevel-bpe" if "ByteLevel" in shape else "bpe"
         else:
             self.scheme = "wordlevel"
-        self._unk = unk_token or getattr(tok.model, "unk_token", None)
+        unk = unk_token or getattr(tok.model, "unk_token", None)
+        self._unk = str(unk) if unk else None
         self._special = frozenset(
             t.content for t in tok.get_added_tokens_decoder().values() if t.special
         )
@@ -158,18 +170,8 @@ class HFTokenizer(Tokenizer):
                                 special=is_special))
         return pieces
 
-    def vocab(self) -> dict[str, int]:
-        if self._vocab is None:
-            self._vocab = dict(self._tok.get_vocab(with_added_tokens=True))
-        return self._vocab
-
-    @property
-    def special_tokens(self) -> frozenset[str]:
-        return self._special
-
-    @property
-    def unk_token(self) -> str | None:
-        return str(self._unk) if self._unk else None
+    def _read_vocab(self) -> dict[str, int]:
+        return dict(self._tok.get_vocab(with_added_tokens=True))
 
     def decode(self, ids: Sequence[int]) -> str:
         return str(self._tok.decode(list(ids), skip_special_tokens=False))
@@ -199,7 +201,6 @@ class SentencePieceTokenizer(Tokenizer):
         assert isinstance(processor, spm.SentencePieceProcessor)
         self._sp = processor
         self.source = source
-        self._vocab: dict[str, int] | None = None
         n = processor.get_piece_size()
         self._special_ids = frozenset(i for i in range(n) if processor.is_control(i) or processor.is_unknown(i)
                                       or i in user_defined)
@@ -245,19 +246,9 @@ class SentencePieceTokenizer(Tokenizer):
                                 unknown=bool(sp.is_unknown(id_))))
         return pieces
 
-    def vocab(self) -> dict[str, int]:
-        if self._vocab is None:
-            sp = self._sp
-            self._vocab = {sp.id_to_piece(i): i for i in range(sp.get_piece_size())}
-        return self._vocab
-
-    @property
-    def special_tokens(self) -> frozenset[str]:
-        return self._special
-
-    @property
-    def unk_token(self) -> str | None:
-        return self._unk
+    def _read_vocab(self) -> dict[str, int]:
+        sp = self._sp
+        return {sp.id_to_piece(i): i for i in range(sp.get_piece_size())}
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text for ``ids``; special pieces are written out (``<s>``), as Hugging Face's decode does."""
@@ -346,11 +337,7 @@ class WordTokenizer(Tokenizer):
         return pieces
 
     def vocab(self) -> dict[str, int]:
-        return dict(self._k2i)
-
-    @property
-    def special_tokens(self) -> frozenset[str]:
-        return frozenset()
+        return dict(self._k2i)  # a copy each time, not kept: the matrix holds the mapping already
 
 
 def strip_marker(token: str, scheme: str) -> tuple[str, bool]:

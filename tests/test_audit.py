@@ -386,24 +386,59 @@ def test_progress_and_cancel() -> None:
 
 
 # -- charts ------------------------------------------------------------------------------------------------
-def test_audit_charts(base: AuditReport) -> None:
-    marks = {}
-    for c in base.checks:
-        chart = charts.audit_chart(c)
-        if chart is None:
-            continue
-        spec = chart.to_dict()
-        layers = spec.get("layer", [spec])
-        marks[c.id] = [lay["mark"]["type"] if isinstance(lay["mark"], dict) else lay["mark"] for lay in layers]
-        enc = layers[0]["encoding"]
-        assert "x" in enc and "y" in enc
-    assert marks == {"norm_outliers": ["bar", "rule"], "undertrained": ["bar", "rule"],
-                     "anisotropy": ["bar", "rule"], "rogue_dimensions": ["bar", "rule"],
-                     "norm_frequency": ["circle"]}
+def _layers(check_id: str, report: AuditReport) -> list[tuple[str, list[dict]]]:
+    """(mark, data rows) of every layer of a check's chart."""
+    chart = charts.audit_chart(report.check(check_id))
+    assert chart is not None, check_id
+    spec = chart.to_dict()
+    out = []
+    for lay in spec.get("layer", [spec]):
+        mark = lay["mark"]["type"] if isinstance(lay["mark"], dict) else lay["mark"]
+        out.append((mark, spec["datasets"][lay.get("data", spec.get("data"))["name"]]))
+    return out
+
+
+def test_audit_charts(base: AuditReport, demo: core.EmbeddingMatrix, demo_weights: np.ndarray) -> None:
+    drawn = {c.id for c in base.checks if charts.audit_chart(c) is not None}
+    assert drawn == {"norm_outliers", "undertrained", "anisotropy", "rogue_dimensions", "norm_frequency"}
+    norms = np.linalg.norm(demo_weights.astype(np.float64), axis=1)  # the oracle: numpy on safetensors' read
+    # Norm histogram: every row in a bin, the bins span the norms, and each cut-off inside them is a rule.
+    (bars, bins), (rule, cuts) = _layers("norm_outliers", base)
+    assert (bars, rule) == ("bar", "rule")
+    assert sum(b["rows"] for b in bins) == len(demo)
+    assert bins[0]["start"] == pytest.approx(norms.min()) and bins[-1]["end"] == pytest.approx(norms.max())
+    lo, hi = base.check("norm_outliers").data["cutoffs"]
+    assert [c["norm"] for c in cuts] == [v for v in (lo, hi) if norms.min() <= v <= norms.max()]
+    # Under-trained score (the L2 norm for MiniLM's input embeddings): every row, and the candidate cut-off.
+    (bars, bins), (rule, cut) = _layers("undertrained", base)
+    assert sum(b["rows"] for b in bins) == len(demo) and [c["score"] for c in cut] == [
+        base.check("undertrained").data["cutoff"]]
+    assert all(b["candidate"] for b in bins if b["end"] <= cut[0]["score"])
+    # Pairwise cosines: the rule is the mean cosine over all pairs of distinct rows, in closed form.
+    units = demo_weights.astype(np.float64) / norms[:, None]
+    n = len(units)
+    mean_cos = (np.sum(units.sum(axis=0) ** 2) - n) / (n * (n - 1))
+    (bars, bins), (rule, mean) = _layers("anisotropy", base)
+    assert (bars, rule) == ("bar", "rule") and mean[0]["cosine"] == pytest.approx(mean_cos, abs=1e-6)
+    assert bins[0]["start"] == -1.0 and bins[-1]["end"] == 1.0
+    # Rogue dimensions: one bar a dimension, red past the warn threshold, the two thresholds as rules.
+    (bars, dims), (rule, lines) = _layers("rogue_dimensions", base)
+    assert [d["dim"] for d in dims] == list(range(demo.dim))
+    assert [(t["threshold"], t["share"]) for t in lines] == [("warn", 0.2), ("fail", 0.5)]
+    assert all((d["where"] == "rogue") == (d["share"] > 0.2) for d in dims)
     rogue = charts.audit_chart(base.check("rogue_dimensions")).to_dict()  # type: ignore[union-attr]
     assert rogue["layer"][0]["encoding"]["y"]["field"] == "share"
+    # Norm against frequency: each dot at its token's row norm.
+    [(dots, points)] = _layers("norm_frequency", base)
+    assert dots == "circle" and len(points) > 1000
+    for pt in points[:200]:
+        assert pt["norm"] == pytest.approx(norms[demo.get_index(pt["token"])], rel=1e-5)
+    # The candidates: one dot each, coloured by what the tokenizer says.
     dots = charts.candidate_scores(base.undertrained).to_dict()
+    rows = dots["datasets"][dots["data"]["name"]]
     assert dots["mark"]["type"] == "circle" and dots["encoding"]["color"]["field"] == "category"
+    assert [r["id"] for r in rows] == base.undertrained["id"].head(60).tolist()
+    assert all(r["score"] == pytest.approx(norms[r["id"]], rel=1e-5) for r in rows)
 
 
 def test_padding_rows_past_the_tokenizer_are_noted_not_failed() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,9 @@ from safetensors.numpy import save_file
 
 import core
 from core.audit import CHECKS, Policy, audit
+
+if TYPE_CHECKING:
+    from streamlit.testing.v1 import AppTest
 
 GEMMA_ROWS = 262_144  # Gemma 3's embedding table; its tokenizer.json has one entry more
 
@@ -204,26 +208,14 @@ def test_unknown_family_makes_norm_frequency_not_applicable(tmp_path: Path) -> N
 
 
 # -- the Health page ----------------------------------------------------------------------------------------
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
-
-
-def _health_page(folder: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    from streamlit.testing.v1 import AppTest
-
-    from dashboard.state import DEMO, SourceSpec
+def _health_page(folder: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    from _apptest import page_on
 
     monkeypatch.setenv("EMBEDSCOPE_DATA_ROOTS", str(folder.parent))  # the server opens only folders it is told
-    spec = SourceSpec("path", str(folder), label=folder.name)
-    at = AppTest.from_file(APP, default_timeout=600)
-    at.session_state["embedscope.opened"] = [DEMO, spec]
-    at.session_state["embedscope.current"] = spec
-    at.session_state["sidebar.matrix"] = spec
-    at.run()
-    at.switch_page("views/health.py").run()
-    return at
+    return page_on(folder, "health", timeout=600)
 
 
-def _tokenizer_table(at) -> list[tuple[str, int]]:  # type: ignore[no-untyped-def]
+def _tokenizer_table(at: AppTest) -> list[tuple[str, int]]:
     (table,) = [d.value for d in at.dataframe if list(d.value.columns) == ["token", "id"]]
     return list(zip(table["token"], table["id"], strict=True))
 

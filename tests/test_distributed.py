@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -120,11 +119,10 @@ def test_a_rank_that_dies_is_named_and_nothing_is_written(tmp_path: Path) -> Non
 def test_cancel_stops_every_rank(tmp_path: Path) -> None:
     seen: list[float] = []
     out = tmp_path / "run"
-    t0 = time.perf_counter()
     with pytest.raises(Cancelled, match="every rank stopped"):
         distributed.launch("demo", ft.demo_corpus(), ft.SGNSConfig(epochs=200, watch_size=0), out, 2,
                            progress=lambda f, msg: seen.append(f), cancel=lambda: bool(seen))
-    assert seen and time.perf_counter() - t0 < 120
+    assert seen and max(seen) < 0.5  # stopped at its first report, far from the end of 200 epochs
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 

@@ -476,13 +476,21 @@ def test_charts(sgns_run: ft.Run, classify_run: dict[str, Any]) -> None:
                            smooth=5).to_dict()
     assert lc["layer"][0]["mark"]["type"] == "line" and lc["layer"][0]["encoding"]["y"]["field"] == "loss"
     assert lc["layer"][0]["encoding"]["color"]["field"] == "epoch"
+    drawn = lc["datasets"][lc["data"]["name"]]
+    assert [(r["step"], r["loss"]) for r in drawn] == list(zip(card["loss_curve"]["step"],
+                                                               card["loss_curve"]["loss"], strict=True))
+    assert lc["layer"][1]["transform"][0]["frame"] == [-4, 0]  # the moving mean over the last 5 steps
     g = charts.grad_norm_chart(card["grad_norm"]["step"], card["grad_norm"]["value"]).to_dict()
     assert g["mark"]["type"] == "line" and g["encoding"]["y"]["scale"]["type"] == "log"
+    assert [r["norm"] for r in g["datasets"][g["data"]["name"]]] == [v for v in card["grad_norm"]["value"] if v > 0]
     clip = classify_run["run"].card["clipping"]
     g2 = charts.grad_norm_chart(clip["step"], clip["before"], max_norm=0.1).to_dict()
     assert g2["layer"][1]["mark"]["type"] == "rule"
+    assert g2["datasets"][g2["layer"][1]["data"]["name"]] == [{"norm": 0.1}]  # the clipping threshold
     w = charts.watch_cosine_chart(card["watch"]["per_epoch"]).to_dict()
     assert w["encoding"]["color"]["field"] == "token" and w["encoding"]["x"]["field"] == "epoch"
+    assert [(r["epoch"], r["token"], r["cosine"]) for r in w["datasets"][w["data"]["name"]]] == [
+        (r["epoch"], r["token"], r["cosine_to_start"]) for r in card["watch"]["per_epoch"]]
     e = charts.epoch_metrics_chart(classify_run["run"].card["epochs"], ("loss", "val_loss")).to_dict()
     assert e["encoding"]["color"]["field"] == "metric"
     long = charts.loss_chart(list(range(20_000)), list(np.linspace(5, 1, 20_000))).to_dict()

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from _apptest import page_on
 from streamlit.testing.v1 import AppTest
 
 import core
-from core.audit import CHECKS, TITLES, Policy
-from dashboard.state import DEMO, SourceSpec
+from core.audit import CHECKS, TITLES
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 
@@ -51,20 +52,37 @@ def test_health_page_on_the_demo(health: AppTest, demo: core.EmbeddingMatrix) ->
     assert list(candidates.columns[:3]) == ["token", "id", "score"] and len(candidates) == 611
     assert candidates["token"].str.fullmatch(r"\[unused\d+\]").mean() > 0.5
     captions = [c.value for c in health.caption]
-    assert any(c.startswith("Model family: **encoder** (config.json: architectures BertModel") for c in captions)
+    assert any("**encoder**" in c and "BertModel" in c for c in captions)  # the family, and where it came from
     assert sum(c.startswith("Premise: ") for c in captions) == len(CHECKS)  # every check says what it assumes
     downloads = [b.proto.label for b in health.get("download_button")]
     assert downloads == ["Report (HTML)", "Report (JSON)"]
 
 
-def test_audit_is_cached_per_matrix_and_policy(health: AppTest, demo: core.EmbeddingMatrix) -> None:
-    from dashboard import cached, longrun
+def test_audit_runs_once_per_matrix_for_every_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    import streamlit as st
 
-    report = longrun.cached("audit", (cached.key_of(demo), Policy()))
-    assert report is not None and report.statuses["undertrained"] == "warn"
-    health.run()                                     # a rerun draws from the cache: no progress bar
-    assert not health.exception
-    assert longrun.cached("audit", (cached.key_of(demo), Policy())) is report
+    from core.audit import runner
+
+    scans: list[int] = []  # the rows of every matrix an audit read from here on (its first step)
+    real_scan = runner.scan_rows
+
+    def counted(m: core.EmbeddingMatrix, *args: Any, **kwargs: Any) -> Any:
+        scans.append(len(m))
+        return real_scan(m, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "scan_rows", counted)
+    st.cache_resource.clear()  # start from an empty process cache: another test may have audited the demo
+    first = AppTest.from_file(APP, default_timeout=180)
+    first.switch_page("views/health.py").run()
+    assert not first.exception, first.exception
+    assert scans == [30522]
+    shown = first.subheader[0].value
+    first.run()                                      # a rerun draws from the cache
+    other = AppTest.from_file(APP, default_timeout=180)
+    other.switch_page("views/health.py").run()       # and so does another session
+    assert not first.exception and not other.exception
+    assert scans == [30522]
+    assert first.subheader[0].value == other.subheader[0].value == shown
 
 
 def test_damaged_matrix_shows_red_lights_and_the_tokens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -74,13 +92,7 @@ def test_damaged_matrix_shows_red_lights_and_the_tokens(tmp_path: Path, monkeypa
     v[9] = v[8]
     path = tmp_path / "damaged.npy"
     np.save(path, v)
-    spec = SourceSpec("path", str(path), label=path.name)
-    at = AppTest.from_file(APP, default_timeout=180)
-    at.session_state["embedscope.opened"] = [DEMO, spec]
-    at.session_state["embedscope.current"] = spec
-    at.session_state["sidebar.matrix"] = spec
-    at.run()
-    at.switch_page("views/health.py").run()
+    at = page_on(path, "health")
     assert not at.exception, at.exception
     assert at.subheader[0].value.startswith("5 pass · 0 warn · 2 fail")
     assert sum("red-badge" in b for b in _badges(at)) == 2

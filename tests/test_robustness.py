@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -43,8 +43,26 @@ def _digest(folder: Path) -> str:
     return h.hexdigest()
 
 
+# A fine-tune that says when it has taken its first step, then waits there (mid-run) until it is killed.
+_TRAIN_UNTIL_KILLED = """
+import sys
+import core
+from core import finetune
+
+def progress(fraction, message):
+    if fraction > 0:
+        print("step", fraction, flush=True)
+        sys.stdin.read()  # never answered: the test kills this process now
+
+finetune.finetune(core.load(sys.argv[1]), finetune.demo_corpus(), finetune.SGNSConfig(epochs=3), sys.argv[2],
+                  progress=progress)
+"""
+
+
 @pytest.mark.slow
-def test_fine_tune_killed_mid_run_leaves_no_output(tmp_path: Path) -> None:
+def test_fine_tune_killed_mid_run_leaves_no_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from core.cli import main
+
     source = tmp_path / "source"
     source.mkdir()
     demo = core.demo_path()
@@ -52,17 +70,22 @@ def test_fine_tune_killed_mid_run_leaves_no_output(tmp_path: Path) -> None:
         (source / name).write_bytes((demo / name).read_bytes())
     before = _digest(source)
     out = tmp_path / "out"
-    exe = Path(sys.executable).with_name("embedscope")
-    proc = subprocess.Popen([str(exe), "finetune", str(source), "--corpus", "demo", "--objective", "sgns",
-                             "--epochs", "200", "--out", str(out)], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "EMBEDSCOPE_RUNS": str(tmp_path / "runs")})
-    time.sleep(8)  # well into training
-    assert proc.poll() is None, "the run ended before it could be killed; raise --epochs"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    with subprocess.Popen([sys.executable, "-c", _TRAIN_UNTIL_KILLED, str(source), str(out)], cwd=tmp_path,
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                          env={**os.environ, "PYTHONPATH": pythonpath,
+                               "EMBEDSCOPE_RUNS": str(tmp_path / "runs")}) as proc:
+        assert proc.stdout is not None
+        # Read until the run has reported its first training step (it then waits there); EOF: it ended first.
+        line = next((ln for ln in proc.stdout if ln.startswith("step ")), "")
+        if line:
+            proc.send_signal(signal.SIGKILL)
+        assert line, f"the run ended before its first step (exit {proc.wait()})"
+        assert proc.wait(timeout=60) == -signal.SIGKILL
     assert _digest(source) == before
-    assert not out.exists()
-    leftovers = [p for p in tmp_path.iterdir() if p.name not in {"source", "runs"}]
-    assert all(p.name.startswith(".") and p.name.endswith(".tmp") for p in leftovers), leftovers
-    for p in leftovers:
-        assert not (p / "run.json").exists() or "status" in (p / "run.json").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["source"]  # no output, no temporary folder, no run
+    # A rerun into the same folder works, as if the killed run had never been.
+    assert main(["finetune", str(source), "--corpus", "demo", "--epochs", "1", "--out", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["out"] == str(out)
+    assert core.load(out).shape == (30522, 384)
+    assert _digest(source) == before

@@ -346,6 +346,8 @@ def test_chart_builders() -> None:
     d = charts.neighbor_bars(["kings", "queen"], [0.69, 0.63], "cosine").to_dict()
     assert d["mark"]["type"] == "bar"
     assert d["encoding"]["y"]["field"] == "label" and d["encoding"]["x"]["field"] == "score"
+    bars = [(r["rank"], r["token"], r["score"]) for r in next(iter(d["datasets"].values()))]
+    assert bars == [(1, "kings", 0.69), (2, "queen", 0.63)]
     d = charts.pairs_scatter([7.35, 1.0, 5.0], [0.5, float("nan"), 0.3], ["tiger", "a", "b"], ["cat", "b", "c"]).to_dict()
     assert d["mark"]["type"] == "circle"
     assert (d["encoding"]["x"]["field"], d["encoding"]["y"]["field"]) == ("human", "model")

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+from _apptest import chart_data
 from streamlit.testing.v1 import AppTest
+
+import core
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,14 +68,24 @@ def test_neighbours_page_odd_one_out() -> None:
     assert any("cereal" in s.value for s in at.success)
 
 
-def test_heatmap_renders_for_five_words_with_one_unknown() -> None:
+def test_heatmap_renders_for_five_words_with_one_unknown(demo: core.EmbeddingMatrix,
+                                                          demo_weights: np.ndarray) -> None:
     at = _page("heatmap")
     at.text_area(key="hm.items").set_value("dog, cat, pet, car, 🦄").run()
     assert not at.exception
     assert any("'🦄' is not in the vocabulary" in w.value for w in at.warning)
-    assert len(at.get("vega_lite_chart")) == 1
+    words = ["dog", "cat", "pet", "car"]
     frame = at.dataframe[0].value
-    assert list(frame.index) == ["dog", "cat", "pet", "car"]
+    assert list(frame.index) == words
+    # The table and the chart's cells hold the cosines numpy computes from the weights.
+    u = demo_weights[[demo.get_index(w) for w in words]].astype(np.float64)
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    oracle = u @ u.T
+    np.testing.assert_allclose(frame.to_numpy(np.float64), oracle, atol=6e-5)  # the table shows 4 decimals
+    cells = chart_data(at, "cosine")
+    assert len(cells) == 16
+    for a, b, value in zip(cells["a"], cells["b"], cells["cosine"], strict=True):
+        assert value == pytest.approx(oracle[words.index(a), words.index(b)], abs=1e-5)
 
     at.checkbox(key="hm.cluster").check().run()
     assert not at.exception

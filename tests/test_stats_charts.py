@@ -50,8 +50,31 @@ def test_vector_lines_and_top_dims_charts(demo: core.EmbeddingMatrix) -> None:
     assert bar["mark"]["type"] == "bar" and bar["encoding"]["x"]["field"] == "dim"
 
 
-def test_heatmap_and_profile_layers() -> None:
-    spec = charts.similarity_heatmap(["a", "b"], np.eye(2)).to_dict()
-    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["rect", "text"]
-    prof = charts.dimension_profile(np.zeros(4), np.ones(4)).to_dict()
-    assert [layer["mark"]["type"] for layer in prof["layer"]] == ["area", "line"]
+def _rows(spec: dict) -> list[dict]:
+    return spec["datasets"][spec["data"]["name"]]
+
+
+def test_heatmap_cells_and_labels() -> None:
+    m = np.array([[1.0, 0.25, -0.5], [0.25, 1.0, 0.75], [-0.5, 0.75, 1.0]])
+    spec = charts.similarity_heatmap(["a", "b", "c"], m).to_dict()
+    cells = {(r["a"], r["b"]): r["cosine"] for r in _rows(spec)}
+    assert cells == {(a, b): m[i, j] for i, a in enumerate("abc") for j, b in enumerate("abc")}
+    rect, text = spec["layer"]
+    assert rect["encoding"]["color"]["field"] == "cosine" and rect["encoding"]["color"]["scale"]["domain"] == [-1, 1]
+    assert text["encoding"]["text"]["field"] == "cosine"  # every cell is labelled with its value
+    assert rect["encoding"]["x"]["sort"] == rect["encoding"]["y"]["sort"] == ["a", "b", "c"]
+    # Past 30 labels the numbers would not fit: colour only.
+    big = charts.similarity_heatmap([str(i) for i in range(31)], np.eye(31)).to_dict()
+    assert "layer" not in big and len(_rows(big)) == 31 * 31
+
+
+def test_profile_band_is_one_std_either_side() -> None:
+    mean, std = np.array([0.5, -1.0, 2.0, 0.0]), np.array([0.1, 0.2, 0.0, 1.5])
+    prof = charts.dimension_profile(mean, std).to_dict()
+    rows = _rows(prof)
+    assert [r["dim"] for r in rows] == [0, 1, 2, 3]
+    np.testing.assert_allclose([r["lo"] for r in rows], mean - std)
+    np.testing.assert_allclose([r["hi"] for r in rows], mean + std)
+    band, line = prof["layer"]
+    assert (band["encoding"]["y"]["field"], band["encoding"]["y2"]["field"]) == ("lo", "hi")
+    assert line["encoding"]["y"]["field"] == "mean"

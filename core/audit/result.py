@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
+from core._checkjson import check_json, finite
 from core.audit._spec import PolicyValue, spec, specs
 from core.audit.policy import Policy
 from core.errors import ParameterError
@@ -59,12 +59,9 @@ class Check:
 
     def to_json(self, max_tokens: int = 200) -> dict[str, Any]:
         """The ``checks[]`` entry of ``embedscope audit --json``."""
-        out: dict[str, Any] = {
-            "id": self.id, "status": self.status, "value": _finite(self.value), "threshold": dict(self.threshold),
-            "tokens": list(self.tokens[:max_tokens]), "title": self.title, "unit": self.unit,
-            "reason": self.reason, "count": len(self.tokens), "ids": list(self.ids[:max_tokens]),
-            "premise": self.premise,
-        }
+        out = check_json(self, max_tokens, unit=self.unit)
+        out["ids"] = list(self.ids[:max_tokens])
+        out["premise"] = self.premise
         if self.id == "rogue_dimensions":
             out["dims"] = list(self.dims)
         return out
@@ -143,7 +140,7 @@ class AuditReport:
         return {
             "source": self.source,
             "checks": [c.to_json(max_tokens) for c in self.checks],
-            "undertrained": [{"token": str(t), "id": int(i), "score": _finite(float(s)), "category": str(cat)}
+            "undertrained": [{"token": str(t), "id": int(i), "score": finite(float(s)), "category": str(cat)}
                              for t, i, s, cat in zip(cands["token"], cands["id"], cands["score"],
                                                      cands["category"], strict=True)],
             "summary": self.summary(),
@@ -154,8 +151,3 @@ class AuditReport:
             "family": self.family,
             "family_source": self.family_source,
         }
-
-
-def _finite(v: float | None) -> float | None:
-    return None if v is None or not math.isfinite(v) else float(v)
-

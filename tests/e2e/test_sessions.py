@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -55,15 +54,14 @@ def test_a_fine_tune_in_one_tab_does_not_freeze_another(server: str, browser: An
         a.get_by_role("button", name="Start").first.click()
         a.get_by_text("epoch", exact=False).first.wait_for(timeout=60_000)  # training has started
         b = reader.new_page()
-        started = time.perf_counter()
         b.goto(f"{server}/lookup", timeout=120_000)
         _settle(b)
         _type(b, "Text", "interest rates")
         _see(b, "2 piece(s), 384 values each")
-        waited = time.perf_counter() - started
+        # The other tab was served while the fine-tune still ran: it did not wait for the training to end.
         still_training = a.get_by_text("done in", exact=False).count() == 0
-        assert waited < 30, f"the second tab waited {waited:.1f} s"
-        assert still_training, "the fine-tune ended before the other tab was served; raise its epochs"
+        assert still_training, "the other tab was served only after the fine-tune ended (or the run was too " \
+                               "short to tell: raise its epochs)"
         _see(a, "done in", timeout=300_000)
     finally:
         trainer.close()
