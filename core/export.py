@@ -19,13 +19,14 @@ rename. An existing target needs ``force=True``; a source file of the matrix is 
 | ``safetensors``  | a folder: ``model.safetensors`` + ``tokenizer.json`` (the model's) or ``vocab.json`` |
 | ``npy``          | a folder: ``vectors.npy`` + ``vocab.txt`` (+ ``tokenizer.json`` when it is the model's) |
 
-Numbers in text formats are the shortest decimal that reads back to the same float32.
+Numbers in text formats are the shortest decimal that reads back to the same float32. Each format is written
+by the loader module that reads it (``core/loaders/_word2vec.py``, ``_tsv.py``, ``_safetensors.py``,
+``_arrays.py``); this module checks what is asked, chooses the rows and dispatches.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
 import tempfile
 import zipfile
@@ -38,9 +39,10 @@ import numpy as np
 
 from core._io import atomic_dir, atomic_file, check_target
 from core.errors import FormatError, ParameterError
+from core.loaders import _arrays, _safetensors, _tsv, _word2vec
+from core.loaders._common import write_vocab
 from core.matrix import EmbeddingMatrix
 from core.progress import CancelFn, ProgressFn, Reporter
-from core.tokens import HFTokenizer
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,7 +54,7 @@ EXPORT_FORMATS = ("projector", "word2vec", "word2vec-bin", "safetensors", "npy")
 #: Formats written as a folder of files (the others are one file).
 FOLDER_FORMATS = frozenset({"projector", "safetensors", "npy"})
 #: The tensor name in exported safetensors: one the Hugging Face loader finds without ``tensor=``.
-TENSOR_NAME = "word_embeddings.weight"
+TENSOR_NAME = _safetensors.TENSOR_NAME
 #: Image formats for charts.
 IMAGE_FORMATS = ("png", "svg")
 
@@ -105,60 +107,13 @@ def _tokens(m: EmbeddingMatrix, idx: np.ndarray | None) -> list[str]:
     return list(m.index_to_key) if idx is None else [m.index_to_key[i] for i in idx.tolist()]
 
 
-def _chunks(m: EmbeddingMatrix, idx: np.ndarray | None, report: Reporter,
-            what: str) -> Iterator[tuple[int, np.ndarray]]:
-    """(start, float32 rows) in chunks, so memory stays at one chunk whatever the matrix size."""
+def _chunks(m: EmbeddingMatrix, idx: np.ndarray | None, report: Reporter, what: str) -> Iterator[np.ndarray]:
+    """The float32 rows in chunks, so memory stays at one chunk whatever the matrix size."""
     n = len(m) if idx is None else int(idx.size)
     for s in range(0, n, _CHUNK_ROWS):
         report(s / max(n, 1), f"{what}: row {s:,} of {n:,}")
         rows = m.vectors[s:s + _CHUNK_ROWS] if idx is None else m.vectors[idx[s:s + _CHUNK_ROWS]]
-        yield s, np.asarray(rows, dtype=np.float32)
-
-
-def _digits(values: np.ndarray) -> np.ndarray:
-    """Per float32 value, the fewest significant digits (6 to 9) whose decimal reads back to the same float32.
-
-    Six digits always suffice when fewer would (a float32 is only ~7.2 digits wide) and nine always suffice.
-    A candidate is checked in float64, where rounding error is a billion times below a float32 step; on a
-    rounding tie (exact binary fractions such as 0.0361328125) both neighbours must read back.
-    """
-    x = values.astype(np.float64).reshape(-1)
-    finite = np.isfinite(x) & (x != 0)
-    need = np.full(x.shape, 6, dtype=np.uint8)  # zero, nan and inf print the same at any precision
-    idx = np.flatnonzero(finite)
-    need[idx] = 9
-    a = np.abs(x[idx])
-    e = np.floor(np.log10(a))
-    e += a >= 10.0 ** (e + 1)  # log10 can be off by one next to a power of ten
-    e -= a < 10.0 ** e
-    target = a.astype(np.float32)
-    for p in (8, 7, 6):  # a (p-1)-digit decimal is a p-digit one: only what reads back at p can at p-1
-        scale = 10.0 ** (p - 1 - e)
-        scaled = a * scale
-        low = np.floor(scaled)
-        with np.errstate(over="ignore"):  # a neighbour past float32's largest value is inf: not a match
-            down = (low / scale).astype(np.float32) == target
-            up = ((low + 1) / scale).astype(np.float32) == target
-        frac = scaled - low
-        # Off a tie printf's rounding is ours; on one, either neighbour it may choose must read back.
-        ok = np.where(np.abs(frac - 0.5) < 1e-6, down & up, np.where(frac < 0.5, down, up))
-        idx, a, e, target = idx[ok], a[ok], e[ok], target[ok]
-        need[idx] = p
-    return need.reshape(values.shape)
-
-
-def _text_rows(chunk: np.ndarray, delimiter: str) -> list[bytes]:
-    """Each row as shortest-round-trip decimals (``%g`` at the digits :func:`_digits` finds), without line ends."""
-    n, d = chunk.shape
-    if n == 0:
-        return []
-    # One printf format per row, "%.Pg" with each value's own P, built as bytes without a Python loop per value.
-    spec = np.frombuffer(b"%.9g" + delimiter.encode("ascii"), dtype=np.uint8)
-    formats = np.tile(spec, (n, d, 1))
-    formats[:, :, 2] = ord("0") + _digits(chunk)
-    formats = formats.reshape(n, d * spec.size)
-    rows = chunk.astype(np.float64).tolist()
-    return [formats[r].tobytes()[:-1] % tuple(rows[r]) for r in range(n)]
+        yield np.asarray(rows, dtype=np.float32)
 
 
 def _check_strings(values: Sequence[str], forbidden: str, what: str, fmt: str, hint: str) -> None:
@@ -208,16 +163,6 @@ def sources_of(m: EmbeddingMatrix) -> list[Path]:
     return out
 
 
-def _faithful_tokenizer(m: EmbeddingMatrix, idx: np.ndarray | None) -> HFTokenizer | None:
-    """The model tokenizer, when writing it reproduces exactly these tokens (every row, ids unchanged)."""
-    if idx is not None or not isinstance(m.tokenizer, HFTokenizer):
-        return None
-    from core.loaders._common import fit_vocab
-
-    tokens, _ = fit_vocab(m.tokenizer, len(m))
-    return m.tokenizer if tokens == list(m.index_to_key) else None
-
-
 def _metadata_columns(m: EmbeddingMatrix, columns: Sequence[str] | None) -> list[str]:
     df_cols = list(m.metadata.columns)
     extra = [c for c in df_cols if c not in ("id", "token", "kind")]
@@ -232,101 +177,38 @@ def _metadata_columns(m: EmbeddingMatrix, columns: Sequence[str] | None) -> list
     return chosen
 
 
-# -- the formats -----------------------------------------------------------------------------------
-
-def _write_projector(m: EmbeddingMatrix, folder: Path, idx: np.ndarray | None, columns: list[str],
-                     report: Reporter) -> tuple[list[str], list[str]]:
-    tokens = _tokens(m, idx)
+def _metadata_values(m: EmbeddingMatrix, idx: np.ndarray | None, tokens: list[str],
+                     columns: list[str]) -> dict[str, list[str]]:
+    """The Projector's metadata columns as text, refused where a value holds a tab or a line break."""
     meta = m.metadata if idx is None else m.metadata.iloc[idx]
     values = {c: (tokens if c == "token" else meta[c].astype(str).tolist()) for c in columns}
     for c in columns:
         _check_strings(values[c], "\t\n\r", f"values of metadata column {c!r}", "projector",
                        "the Projector's TSV has no escaping; leave the column out or choose another format")
-    with (folder / "vectors.tsv").open("wb") as f:
-        for _, chunk in _chunks(m, idx, report, "vectors.tsv"):
-            for line in _text_rows(chunk, "\t"):
-                f.write(line + b"\n")
-    with (folder / "metadata.tsv").open("w", encoding="utf-8", newline="") as f:
-        if len(columns) > 1:  # the Projector's rule: a header row only with more than one column
-            f.write("\t".join(columns) + "\n")
-        for row in zip(*(values[c] for c in columns), strict=True):
-            f.write("\t".join(row) + "\n")
-    note = ("metadata.tsv has one column (the tokens) and no header row" if len(columns) == 1 else
-            f"metadata.tsv has a header row and the columns {', '.join(columns)}")
-    return ["vectors.tsv", "metadata.tsv"], [note]
+    return values
 
 
-def _write_word2vec_text(m: EmbeddingMatrix, path: Path, idx: np.ndarray | None, report: Reporter) -> None:
-    tokens = _tokens(m, idx)
-    with path.open("wb") as f:
-        f.write(f"{len(tokens)} {m.dim}\n".encode())
-        for s, chunk in _chunks(m, idx, report, "word2vec text"):
-            lines = _text_rows(chunk, " ")
-            f.write(b"".join(t.encode("utf-8") + b" " + line + b"\n"
-                             for t, line in zip(tokens[s:s + len(lines)], lines, strict=True)))
-
-
-def _write_word2vec_binary(m: EmbeddingMatrix, path: Path, idx: np.ndarray | None, report: Reporter) -> None:
-    tokens = _tokens(m, idx)
-    with path.open("wb") as f:
-        f.write(f"{len(tokens)} {m.dim}\n".encode())
-        for s, chunk in _chunks(m, idx, report, "word2vec binary"):
-            le = chunk.astype("<f4", copy=False)
-            # gensim writes no newline after a vector; its reader and ours skip one if present.
-            f.write(b"".join(tokens[s + i].encode("utf-8") + b" " + le[i].tobytes() for i in range(le.shape[0])))
-
-
-def _write_vocab(folder: Path, m: EmbeddingMatrix, idx: np.ndarray | None,
-                 plain_txt: bool) -> tuple[list[str], list[str]]:
-    """tokenizer.json when it is the model's and faithful; vocab.txt (npy) or vocab.json otherwise."""
-    tokens = _tokens(m, idx)
-    files: list[str] = []
-    notes: list[str] = []
-    tok = _faithful_tokenizer(m, idx)
-    if tok is not None:
-        tok.save(folder / "tokenizer.json")
-        files.append("tokenizer.json")
-        notes.append(f"tokenizer.json is the model's tokenizer ({tok.scheme}), so lookups work as before")
-    line_safe = not any(("\n" in t or "\r" in t) for t in tokens)
-    if plain_txt and line_safe:
-        (folder / "vocab.txt").write_text("".join(t + "\n" for t in tokens), encoding="utf-8", newline="")
-        files.append("vocab.txt")
-    elif tok is None or plain_txt:
-        (folder / "vocab.json").write_text(json.dumps({"idx_to_token": tokens}, ensure_ascii=False),
-                                           encoding="utf-8")
-        files.append("vocab.json")
-        if plain_txt:
-            notes.append("some tokens hold line breaks, so the vocabulary is vocab.json (idx_to_token), not "
-                         "vocab.txt")
-    if tok is None and not plain_txt:
-        notes.append("vocab.json lists the tokens (idx_to_token); no model tokenizer was written"
-                     + (" because only some rows are exported" if idx is not None else ""))
-    return files, notes
-
-
-def _write_safetensors(m: EmbeddingMatrix, folder: Path, idx: np.ndarray | None,
-                       report: Reporter) -> tuple[list[str], list[str]]:
-    from safetensors.numpy import save_file
-
-    report(0.1, "safetensors: gathering rows")
+def _gathered(m: EmbeddingMatrix, idx: np.ndarray | None, report: Reporter, fmt: str) -> np.ndarray:
+    """The rows to write as one float32 array (safetensors and npy write it whole)."""
+    report(0.1, f"{fmt}: gathering rows")
     arr = np.ascontiguousarray(m.vectors if idx is None else m.vectors[idx], dtype=np.float32)
-    report(0.5, "safetensors: writing")
-    meta = {"format": "np", "written_by": "embedscope", "rows": str(arr.shape[0]), "dim": str(arr.shape[1])}
-    if m.provenance.tensor:
-        meta["source_tensor"] = m.provenance.tensor
-    save_file({TENSOR_NAME: arr}, str(folder / "model.safetensors"), metadata=meta)
-    files, notes = _write_vocab(folder, m, idx, plain_txt=False)
-    return ["model.safetensors", *files], [f"the tensor is named {TENSOR_NAME!r}", *notes]
+    report(0.5, f"{fmt}: writing")
+    return arr
 
 
-def _write_npy(m: EmbeddingMatrix, folder: Path, idx: np.ndarray | None,
-               report: Reporter) -> tuple[list[str], list[str]]:
-    report(0.1, "npy: gathering rows")
-    arr = np.ascontiguousarray(m.vectors if idx is None else m.vectors[idx], dtype=np.float32)
-    report(0.5, "npy: writing")
-    np.save(folder / "vectors.npy", arr, allow_pickle=False)
-    files, notes = _write_vocab(folder, m, idx, plain_txt=True)
-    return ["vectors.npy", *files], notes
+def _write_folder(m: EmbeddingMatrix, folder: Path, format: str, idx: np.ndarray | None, tokens: list[str],
+                  columns: list[str], report: Reporter) -> tuple[list[str], list[str]]:
+    """Write a folder format through its loader module; returns the file names and the notes."""
+    if format == "projector":
+        values = _metadata_values(m, idx, tokens, columns)
+        return _tsv.write_projector(folder, values, _chunks(m, idx, report, "vectors.tsv"))
+    if format == "safetensors":
+        names, notes = _safetensors.write_float32(folder, _gathered(m, idx, report, format), m.provenance.tensor)
+        files, vnotes = write_vocab(folder, tokens, m.tokenizer, plain_txt=False, subset=idx is not None)
+        return [*names, *files], [*notes, *vnotes]
+    names = _arrays.write_npy(folder, _gathered(m, idx, report, format))
+    files, vnotes = write_vocab(folder, tokens, m.tokenizer, plain_txt=True, subset=idx is not None)
+    return [*names, *files], vnotes
 
 
 def export(m: EmbeddingMatrix, out: str | os.PathLike[str], format: str, *,
@@ -369,8 +251,10 @@ def export(m: EmbeddingMatrix, out: str | os.PathLike[str], format: str, *,
         _check_strings(tokens, " \t\n\r", "tokens", format,
                        "word2vec separates words by spaces; choose safetensors, npy or projector")
         _check_utf8(tokens, format)
+        write, what = ((_word2vec.write_text, "word2vec text") if format == "word2vec"
+                       else (_word2vec.write_binary, "word2vec binary"))
         with atomic_file(target, force=force, sources=sources) as tmp:
-            (_write_word2vec_text if format == "word2vec" else _write_word2vec_binary)(m, tmp, idx, report)
+            write(tmp, tokens, m.dim, _chunks(m, idx, report, what))
         report(1.0, "done")
         return Exported(format, target, (target,), n, m.dim)
     cols: list[str] = []
@@ -383,12 +267,7 @@ def export(m: EmbeddingMatrix, out: str | os.PathLike[str], format: str, *,
     elif columns is not None:
         raise ParameterError(f"columns: only the projector format writes metadata columns, not {format!r}")
     with atomic_dir(target, force=force, sources=sources) as tmp:
-        if format == "projector":
-            names, notes = _write_projector(m, tmp, idx, cols, report)
-        elif format == "safetensors":
-            names, notes = _write_safetensors(m, tmp, idx, report)
-        else:
-            names, notes = _write_npy(m, tmp, idx, report)
+        names, notes = _write_folder(m, tmp, format, idx, tokens, cols, report)
     report(1.0, "done")
     return Exported(format, target, tuple(target / f for f in names), n, m.dim, tuple(notes))
 

@@ -22,7 +22,7 @@ import core
 from core import charts
 from core import finetune as ft
 from core.errors import Cancelled, FormatError, OutputExistsError, ParameterError
-from core.finetune import sgns as fs
+from core.finetune import _sgns_data as sd
 from core.matrix import EmbeddingMatrix
 
 PAIRS = [("river", "mortgage"), ("guitar", "satellite"), ("pencil", "volcano"), ("orchestra", "blanket")]
@@ -157,10 +157,10 @@ def test_subsampling_and_negatives_match_gensim(lee_corpus: Path) -> None:
     model.build_vocab(sents)
     words = model.wv.index_to_key
     counts = np.array([model.wv.get_vecattr(w, "count") for w in words], dtype=np.int64)
-    ours = fs._keep_probability(counts, 1e-3)
+    ours = sd.keep_probability(counts, 1e-3)
     theirs = np.array([model.wv.get_vecattr(w, "sample_int") for w in words], dtype=np.float64) / 2**32
     np.testing.assert_allclose(ours, np.minimum(theirs, 1.0), atol=1e-6)
-    table = fs._negative_table(counts, 1 << 22)
+    table = sd.negative_table(counts, 1 << 22)
     share = np.bincount(table, minlength=len(words)) / table.shape[0]
     cum = model.cum_table.astype(np.float64)
     gensim_share = np.diff(np.r_[0.0, cum]) / cum[-1]
@@ -171,7 +171,7 @@ def test_dynamic_window_pairs_stay_inside_documents() -> None:
     tok = torch.arange(40)
     doc = torch.tensor([0] * 25 + [1] * 15)
     keep = torch.ones(40)
-    c, x, kept = fs._pairs(tok, doc, keep, 3, torch.Generator().manual_seed(0))
+    c, x, kept = sd.pairs(tok, doc, keep, 3, torch.Generator().manual_seed(0))
     assert kept == 40
     assert (doc[c] == doc[x]).all() and ((c - x).abs() <= 3).all() and (c != x).all()
     # every centre sees both sides up to its own reach (1..3), so pairs come in mirror images

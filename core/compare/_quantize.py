@@ -17,6 +17,8 @@ from core.compare._neighbours import _neighbours
 from core.compare._result import Comparison
 from core.compare._run import _compare
 from core.errors import ParameterError
+from core.loaders._common import write_vocab
+from core.loaders._safetensors import WEIGHTS_FILE, write_tensors
 from core.matrix import EmbeddingMatrix
 from core.progress import CancelFn, ProgressFn, Reporter
 
@@ -185,27 +187,6 @@ def quantization_impact(m: EmbeddingMatrix, formats: Sequence[str] = QUANT_FORMA
     return QuantReport(impacts, k, how)
 
 
-def _save_safetensors(path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str], *,
-                      bf16: bool = False) -> None:
-    """Write tensors through the ``safetensors`` library.
-
-    Args:
-        bf16: the arrays hold the bits of bfloat16 values (uint16, :func:`_bf16_bits`); numpy has no bfloat16
-            type, so they go through ``safetensors.torch``, reinterpreted rather than converted so that the
-            file holds exactly the values :func:`quantize` computes with.
-    """
-    if bf16:
-        import torch
-        from safetensors.torch import save_file as save_torch
-
-        save_torch({name: torch.from_numpy(np.ascontiguousarray(arr).view(np.int16)).view(torch.bfloat16)
-                    for name, arr in tensors.items()}, str(path), metadata=metadata)
-        return
-    from safetensors.numpy import save_file
-
-    save_file({name: np.ascontiguousarray(arr) for name, arr in tensors.items()}, str(path), metadata=metadata)
-
-
 def export_quantized(m: EmbeddingMatrix, fmt: str, out: str | os.PathLike[str], *, force: bool = False,
                      progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> Exported:
     """Write the ``fmt`` copy of ``m`` as a new safetensors folder (with its vocabulary), atomically.
@@ -215,8 +196,7 @@ def export_quantized(m: EmbeddingMatrix, fmt: str, out: str | os.PathLike[str], 
     ``<name>.int8`` and an F32 tensor ``<name>.scale`` (one per row: value = int8 × scale), the form a
     runtime dequantises; Embedscope opens the fp16/bf16 folders, and :func:`quantize` gives the int8 values.
 
-    The vocabulary files are those :func:`core.export.export` writes for safetensors (an adapter: that
-    function writes float32, so its weights file is replaced here before the folder takes its name).
+    The vocabulary files are those :func:`core.export.export` writes for safetensors (the same writer).
 
     Raises:
         ParameterError: unknown format, or ``out`` is a source of ``m``.
@@ -246,18 +226,11 @@ def export_quantized(m: EmbeddingMatrix, fmt: str, out: str | os.PathLike[str], 
     if fmt == "int8":
         meta["dequantize"] = f"{ex.TENSOR_NAME} = {ex.TENSOR_NAME}.int8 * {ex.TENSOR_NAME}.scale[:, None]"
     with atomic_dir(target, force=force, sources=sources) as tmp:
-        base = ex.export(m.with_vectors(np.zeros((len(m), 1), dtype=np.float32)), tmp / ".vocab", "safetensors")
-        files = []
-        for f in base.files:
-            if f.name != "model.safetensors":
-                f.rename(tmp / f.name)
-                files.append(tmp / f.name)
-        (tmp / ".vocab" / "model.safetensors").unlink()
-        (tmp / ".vocab").rmdir()
+        vocab_files, _ = write_vocab(tmp, m.index_to_key, m.tokenizer, plain_txt=False)
         report(0.6, f"{fmt}: writing")
-        _save_safetensors(tmp / "model.safetensors", tensors, meta, bf16=fmt == "bf16")
+        write_tensors(tmp / WEIGHTS_FILE, tensors, meta, bf16=fmt == "bf16")
         report(0.95, "done")
-    files = [target / "model.safetensors", *(target / f.name for f in files)]
+    files = [target / WEIGHTS_FILE, *(target / f for f in vocab_files)]
     notes = [f"values stored as {fmt} ({quantized_bytes(m, fmt) / 2**20:,.1f} MiB instead of "
              f"{len(m) * m.dim * 4 / 2**20:,.1f} MiB)"]
     if fmt == "int8":

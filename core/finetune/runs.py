@@ -38,6 +38,9 @@ from core.finetune.classify import ClassifyConfig, LabelledData, prepare, train_
 from core.finetune.devices import Device
 from core.finetune.distributed import Dist
 from core.finetune.sgns import SGNSConfig, TrainResult, train_sgns
+from core.loaders import _safetensors
+from core.loaders._common import write_vocab_json
+from core.loaders._safetensors import write_tensors
 from core.matrix import EmbeddingMatrix
 from core.progress import CancelFn, ProgressFn
 
@@ -46,8 +49,8 @@ RUN_FILE = "run.json"
 CARD_FORMAT = "embedscope-run/1"
 #: Environment variable naming the runs folder (default ``./runs``).
 RUNS_ENV = "EMBEDSCOPE_RUNS"
-#: The safetensors file of a run's output.
-WEIGHTS_FILE = "model.safetensors"
+#: The safetensors file of a run's output (the name every safetensors folder Embedscope writes uses).
+WEIGHTS_FILE = _safetensors.WEIGHTS_FILE
 #: Tensor name used when the source format has none (word2vec, GloVe, .npy, TSV).
 DEFAULT_TENSOR = "embeddings"
 #: Tokenizer files copied from a Hugging Face source folder.
@@ -255,9 +258,7 @@ def _write_vocabulary(m: EmbeddingMatrix, tmp: Path) -> list[str]:
             written.append("tokenizer.json")
         return written
     # A word vocabulary: the plain idx_to_token list (vocab.txt would be read as a WordPiece vocabulary).
-    (tmp / "vocab.json").write_text(json.dumps({"idx_to_token": list(m.index_to_key)}, ensure_ascii=False),
-                                    encoding="utf-8")
-    return ["vocab.json"]
+    return [write_vocab_json(tmp, m.index_to_key)]
 
 
 def _write_config(m: EmbeddingMatrix, tmp: Path, tensor: str) -> None:
@@ -290,8 +291,6 @@ def write_output(m: EmbeddingMatrix, vectors: np.ndarray, card: dict[str, Any], 
             not an earlier run.
         FormatError: the written folder does not reopen as the same vocabulary and shape.
     """
-    from safetensors.numpy import save_file
-
     from core.loaders import load
 
     out = Path(out)
@@ -300,8 +299,8 @@ def write_output(m: EmbeddingMatrix, vectors: np.ndarray, card: dict[str, Any], 
     tensor = _tensor_name(m)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     with atomic_dir(out, force=force, sources=srcs) as tmp:
-        save_file({tensor: vectors}, str(tmp / WEIGHTS_FILE),
-                  metadata={"format": "pt", "embedscope_run": str(card.get("run_id", ""))})
+        write_tensors(tmp / WEIGHTS_FILE, {tensor: vectors},
+                      {"format": "pt", "embedscope_run": str(card.get("run_id", ""))})
         files = [WEIGHTS_FILE, *_write_vocabulary(m, tmp)]
         _write_config(m, tmp, tensor)
         files.append("config.json")

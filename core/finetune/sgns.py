@@ -6,7 +6,8 @@ co-occurring tokens together directly), a copy of it trained apart ("copy"), or 
 ("random", word2vec's own start: slow to move a pretrained space; the bench uses it against gensim).
 The objective and its schedule follow word2vec/gensim: subsampling of frequent tokens, a dynamic window
 (each centre draws its window from 1..``window``), negatives drawn from the corpus unigram distribution to
-the 0.75 power, and a learning rate that decays linearly to ``min_lr``.
+the 0.75 power, and a learning rate that decays linearly to ``min_lr``. The sampling pieces (subsampling,
+the negative table, the pairs, corpus chunks) are in :mod:`core.finetune._sgns_data`.
 
 Only rows of tokens that occur in the corpus are trained: they are gathered into a small table. On a CPU,
 word2vec's own per-pair loop, compiled (:mod:`core.finetune._sgns_kernel`), updates the touched rows in
@@ -39,6 +40,7 @@ from core.corpus import UNKNOWN_POLICIES, Corpus
 from core.errors import ParameterError
 from core.finetune import _config as cfg
 from core.finetune._monitor import Monitor, UpdateFn, Watch, check_ids, default_watch, resolve_watch
+from core.finetune._sgns_data import CHUNK_TOKENS, chunk_bounds, keep_probability, negative_table, pairs
 from core.finetune.devices import DEVICE_CHOICES, Device, choose_device
 from core.finetune.distributed import SINGLE, SYNCS_PER_EPOCH, Dist, shard_bounds
 from core.matrix import EmbeddingMatrix
@@ -46,8 +48,6 @@ from core.progress import CancelFn, ProgressFn
 
 #: Values accepted by ``context=``.
 CONTEXT_INITS = ("copy", "random", "tied")
-# Tokens per chunk of pair generation: bounds memory on any corpus size (pairs ≈ tokens × (window + 1)).
-_CHUNK_TOKENS = 1 << 18
 # Negative-sampling table: entries per vocabulary row, bounded; small enough to stay in cache (random reads
 # from a large table cost more than the draw itself).
 _NEG_PER_ROW, _NEG_MIN, _NEG_MAX = 64, 1 << 16, 1 << 24
@@ -183,52 +183,6 @@ def _auto_batch(dim: int, negatives: int, device: Device, pairs_per_epoch: float
     return int(min(max(2 ** round(math.log2(max(b, 1.0))), 64), 1 << 17))
 
 
-def _keep_probability(counts: np.ndarray, sample: float) -> np.ndarray:
-    """word2vec's subsampling: keep a token of count c with p = (sqrt(c / t) + 1) · t / c, t = sample · total."""
-    if sample <= 0:
-        return np.ones(counts.shape, dtype=np.float32)
-    t = sample * float(counts.sum())
-    p = (np.sqrt(counts / t) + 1.0) * (t / counts)
-    return np.minimum(p, 1.0).astype(np.float32)
-
-
-def _negative_table(counts: np.ndarray, size: int) -> np.ndarray:
-    """A table whose entries follow unigram^0.75 (word2vec's): a uniform draw from it is one negative."""
-    p = counts.astype(np.float64) ** 0.75
-    cdf = np.cumsum(p / p.sum())
-    table = np.searchsorted(cdf, (np.arange(size, dtype=np.float64) + 0.5) / size)
-    return np.minimum(table, counts.shape[0] - 1).astype(np.int32)
-
-
-def _pairs(tok: torch.Tensor, doc: torch.Tensor, keep_p: torch.Tensor, window: int,
-           gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Shuffled (centre, context) pairs of one chunk after subsampling, with a dynamic window.
-
-    Returns:
-        centres, contexts, and the number of tokens kept by subsampling.
-    """
-    dev = tok.device
-    keep = torch.rand(tok.shape[0], generator=gen, device=dev) < keep_p[tok]
-    s_tok, s_doc = tok[keep], doc[keep]
-    n = int(s_tok.shape[0])
-    reach = torch.randint(1, window + 1, (n,), generator=gen, device=dev)
-    centres, contexts = [], []
-    for o in range(1, min(window, n - 1) + 1):
-        same = s_doc[o:] == s_doc[:-o]
-        fwd = same & (reach[:-o] >= o)  # centre i sees i + o
-        centres.append(s_tok[:-o][fwd])
-        contexts.append(s_tok[o:][fwd])
-        back = same & (reach[o:] >= o)  # centre i + o sees i
-        centres.append(s_tok[o:][back])
-        contexts.append(s_tok[:-o][back])
-    if not centres:
-        empty = torch.zeros(0, dtype=torch.int64, device=dev)
-        return empty, empty, n
-    c, x = torch.cat(centres), torch.cat(contexts)
-    perm = torch.randperm(c.shape[0], generator=gen, device=dev)
-    return c[perm], x[perm], n
-
-
 class _Step:
     """One SGNS update on a batch of pairs, with buffers reused across steps (fresh large allocations cost
     more than the arithmetic on a CPU)."""
@@ -354,10 +308,10 @@ def _train(m: EmbeddingMatrix, corpus: Corpus, config: SGNSConfig, device: Devic
         both = torch.stack([start_rows, (torch.rand(rows.shape[0], dim, generator=cpu_gen) - 0.5) / dim])
     both = both.to(dev).contiguous()
     w_in, w_out = both[0], both[-1]
-    keep_p_np = _keep_probability(counts, config.subsample)
+    keep_p_np = keep_probability(counts, config.subsample)
     keep_p = torch.from_numpy(keep_p_np).to(dev)
     table_size = int(np.clip(_NEG_PER_ROW * rows.shape[0], _NEG_MIN, _NEG_MAX))
-    neg_table = torch.from_numpy(_negative_table(counts, table_size)).to(dev)
+    neg_table = torch.from_numpy(negative_table(counts, table_size)).to(dev)
     tok = torch.from_numpy(tok_np).to(dev)
     doc = torch.from_numpy(doc_np).to(dev)
 
@@ -393,7 +347,7 @@ def _train(m: EmbeddingMatrix, corpus: Corpus, config: SGNSConfig, device: Devic
         synced_at.copy_(both)
 
     lr0, lr1 = config.lr, config.min_lr
-    chunk_starts = _chunk_bounds(doc_np, _CHUNK_TOKENS)
+    chunk_starts = chunk_bounds(doc_np, CHUNK_TOKENS)
     pairs_total = 0
     tokens_kept_total = 0
     lr = lr0
@@ -401,7 +355,7 @@ def _train(m: EmbeddingMatrix, corpus: Corpus, config: SGNSConfig, device: Devic
         pairs_epoch = 0
         synced = 0
         for a, b in chunk_starts:
-            c, x, kept_n = _pairs(tok[a:b], doc[a:b], keep_p, config.window, gen)
+            c, x, kept_n = pairs(tok[a:b], doc[a:b], keep_p, config.window, gen)
             tokens_kept_total += kept_n
             n_pairs = int(c.shape[0])
             pairs_epoch += n_pairs
@@ -476,26 +430,6 @@ def _train(m: EmbeddingMatrix, corpus: Corpus, config: SGNSConfig, device: Devic
                        str(device.autocast_dtype).removeprefix("torch.") if device.autocast_dtype else None,
                        monitor.step_no, config.epochs, tokens_seen, duration, curves, ep,
                        watch.to_json(), metrics, distributed)
-
-
-def _chunk_bounds(doc: np.ndarray, size: int) -> list[tuple[int, int]]:
-    """Token ranges of about ``size`` tokens that never split a document (unless it alone is larger)."""
-    n = int(doc.shape[0])
-    if n <= size:
-        return [(0, n)]
-    starts = np.flatnonzero(np.r_[True, doc[1:] != doc[:-1]])
-    bounds: list[tuple[int, int]] = []
-    a = 0
-    while a < n:
-        target = a + size
-        if target >= n:
-            bounds.append((a, n))
-            break
-        j = int(np.searchsorted(starts, target, side="right")) - 1
-        b = int(starts[j]) if starts[j] > a else target
-        bounds.append((a, b))
-        a = b
-    return bounds
 
 
 __all__ = ["CONTEXT_INITS", "SGNSConfig", "TrainResult", "torch_threads", "train_sgns"]

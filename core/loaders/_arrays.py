@@ -1,4 +1,8 @@
-"""Bare arrays with a vocabulary beside them: PaddlePaddle ``.pdparams`` and numpy ``.npy``."""
+"""Bare arrays with a vocabulary beside them: PaddlePaddle ``.pdparams`` and numpy ``.npy``.
+
+``.npy`` is read and written here (:func:`write_npy`, ``core.export``'s ``npy``); ``.pdparams`` is read only:
+it is a pickle, and Embedscope writes no pickle a reader would have to trust.
+"""
 
 from __future__ import annotations
 
@@ -109,3 +113,13 @@ def load_npy(path: Path, vocab: str | os.PathLike[str] | None = None) -> Embeddi
                       extra=_read(vocab))
     return EmbeddingMatrix(_float32(a), v.tokens, tokenizer=v.tokenizer, provenance=prov,
                            unassigned_from=v.unassigned_from)
+
+
+def write_npy(folder: Path, vectors: np.ndarray) -> list[str]:
+    """``vectors.npy`` in ``folder``: the rows as a C-ordered float32 array, no pickle.
+
+    Returns:
+        the file names written.
+    """
+    np.save(folder / "vectors.npy", np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False)
+    return ["vectors.npy"]

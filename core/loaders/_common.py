@@ -1,4 +1,4 @@
-"""Pieces every loader shares: cache keys, vocabulary files, row-number tokens."""
+"""Pieces every loader shares: cache keys, vocabulary files (read and written), row-number tokens."""
 
 from __future__ import annotations
 
@@ -174,3 +174,52 @@ def fit_vocab(tok: Tokenizer, rows: int) -> tuple[list[str], int | None]:
         tokens[i] = name
     first = unassigned[0] if unassigned and unassigned == list(range(unassigned[0], rows)) else None
     return [str(t) for t in tokens], first
+
+
+# -- writing vocabulary files ------------------------------------------------------------------------
+
+def faithful_tokenizer(tokenizer: Tokenizer | None, tokens: Sequence[str]) -> HFTokenizer | None:
+    """The model tokenizer, when writing it reproduces exactly ``tokens`` (every row, ids unchanged)."""
+    if not isinstance(tokenizer, HFTokenizer):
+        return None
+    fitted, _ = fit_vocab(tokenizer, len(tokens))
+    return tokenizer if fitted == list(tokens) else None
+
+
+def write_vocab_json(folder: Path, tokens: Sequence[str]) -> str:
+    """``vocab.json`` as ``{"idx_to_token": [...]}``, which :func:`read_vocab_file` reads; returns its name."""
+    (folder / "vocab.json").write_text(json.dumps({"idx_to_token": list(tokens)}, ensure_ascii=False),
+                                       encoding="utf-8")
+    return "vocab.json"
+
+
+def write_vocab(folder: Path, tokens: Sequence[str], tokenizer: Tokenizer | None, *, plain_txt: bool,
+                subset: bool = False) -> tuple[list[str], list[str]]:
+    """The vocabulary beside written weights, so that :func:`vocab_for` finds the same tokens.
+
+    ``tokenizer.json`` when the model's tokenizer reproduces ``tokens`` (never for a ``subset`` of the rows);
+    besides it ``vocab.txt`` (``plain_txt``, unless a token holds a line break) or ``vocab.json``.
+
+    Returns:
+        the file names written, and notes on the choice.
+    """
+    files: list[str] = []
+    notes: list[str] = []
+    tok = None if subset else faithful_tokenizer(tokenizer, tokens)
+    if tok is not None:
+        tok.save(folder / "tokenizer.json")
+        files.append("tokenizer.json")
+        notes.append(f"tokenizer.json is the model's tokenizer ({tok.scheme}), so lookups work as before")
+    line_safe = not any(("\n" in t or "\r" in t) for t in tokens)
+    if plain_txt and line_safe:
+        (folder / "vocab.txt").write_text("".join(t + "\n" for t in tokens), encoding="utf-8", newline="")
+        files.append("vocab.txt")
+    elif tok is None or plain_txt:
+        files.append(write_vocab_json(folder, tokens))
+        if plain_txt:
+            notes.append("some tokens hold line breaks, so the vocabulary is vocab.json (idx_to_token), not "
+                         "vocab.txt")
+    if tok is None and not plain_txt:
+        notes.append("vocab.json lists the tokens (idx_to_token); no model tokenizer was written"
+                     + (" because only some rows are exported" if subset else ""))
+    return files, notes

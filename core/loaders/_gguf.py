@@ -13,6 +13,9 @@ the tokenizer come from the file's metadata:
 
 Token types (normal, control, user-defined, unused, byte) travel as the metadata column ``gguf_type``;
 control and user-defined tokens are the tokenizer's special tokens. Nothing in the file is executed.
+
+Read only: we never write GGUF. A GGUF file is a whole model for a runtime (architecture metadata, every
+tensor, the tokenizer), not a table of vectors; writing one belongs to llama.cpp's converters.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ The table is the initializer that feeds the first ``Gather`` on the graph's toke
 ``*_quantized`` + ``*_scale`` + ``*_zero_point``); failing that, a 2-D float initializer whose name says it is
 an embedding, or a ``*_q`` table with a per-row ``*_scale``. External data is read only from plain file names in
 the model's own folder. Tokenizer files are taken from beside the model, as for a Hugging Face folder.
+
+Read only: we never write ONNX. It is a computation graph a runtime executes, and a table of vectors does
+not make one.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ that rebuild a numpy array (and an ordered dict around them) and refuse everythi
 The allowed names are not handed the real numpy callables: each is a stand-in that builds an array only
 from bytes the file holds, of exactly the size its shape and dtype declare. ``numpy.ndarray(shape, dtype)``
 called on its own (an array of whatever the heap held) and hand-made dtype states are refused.
+
+Read only: we never write ``.pdparams``. It is a pickle, and Embedscope writes no file that a reader must
+unpickle (and so trust) to open; ``.npy`` (:mod:`core.loaders._arrays`) carries the same array safely.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 We parse the header ourselves (8-byte length, JSON, data) so that a hostile header is refused with a
 message naming the file and tensor, and so that only the tensor asked for is ever touched. F32 tensors
 are memory-mapped without a copy; F16/BF16/F64 are converted to float32 in chunks.
+
+Writing goes through the ``safetensors`` library, in one place (:func:`write_tensors`): exports, quantised
+copies and fine-tuning runs all call it.
 """
 
 from __future__ import annotations
@@ -14,12 +17,18 @@ import math
 import mmap
 import os
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from core.errors import FormatError
+
+#: The tensor name in the safetensors Embedscope exports: one the Hugging Face loader finds without ``tensor=``.
+TENSOR_NAME = "word_embeddings.weight"
+#: The weights file in a folder Embedscope writes.
+WEIGHTS_FILE = "model.safetensors"
 
 _MAX_HEADER = 100 * 1024 * 1024
 _HUGE_MIN = 64 * 1024 * 1024
@@ -164,3 +173,41 @@ def read_tensor(info: TensorInfo) -> np.ndarray:
 
 def file_size(path: Path) -> int:
     return os.stat(path).st_size
+
+
+# -- writing ---------------------------------------------------------------------------------------
+
+def write_tensors(path: Path, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str], *,
+                  bf16: bool = False) -> None:
+    """Write tensors and string metadata to one safetensors file, through the ``safetensors`` library.
+
+    Args:
+        bf16: the arrays hold the bits of bfloat16 values (uint16, as :func:`bf16_to_float32` reads them);
+            numpy has no bfloat16 type, so they go through ``safetensors.torch``, reinterpreted rather than
+            converted, so that the file holds exactly those values.
+    """
+    if bf16:
+        import torch
+        from safetensors.torch import save_file as save_torch
+
+        save_torch({name: torch.from_numpy(np.ascontiguousarray(arr).view(np.int16)).view(torch.bfloat16)
+                    for name, arr in tensors.items()}, str(path), metadata=dict(metadata))
+        return
+    from safetensors.numpy import save_file
+
+    save_file({name: np.ascontiguousarray(arr) for name, arr in tensors.items()}, str(path),
+              metadata=dict(metadata))
+
+
+def write_float32(folder: Path, vectors: np.ndarray, source_tensor: str | None = None) -> tuple[list[str], list[str]]:
+    """``model.safetensors`` in ``folder`` holding ``vectors`` as one F32 tensor named :data:`TENSOR_NAME`.
+
+    Returns:
+        the file names written, and a note naming the tensor.
+    """
+    arr = np.ascontiguousarray(vectors, dtype=np.float32)
+    meta = {"format": "np", "written_by": "embedscope", "rows": str(arr.shape[0]), "dim": str(arr.shape[1])}
+    if source_tensor:
+        meta["source_tensor"] = source_tensor
+    write_tensors(folder / WEIGHTS_FILE, {TENSOR_NAME: arr}, meta)
+    return [WEIGHTS_FILE], [f"the tensor is named {TENSOR_NAME!r}"]

@@ -2,6 +2,10 @@
 
 ``torch.load(weights_only=True)`` refuses any pickle global that is not a tensor type; we turn that
 refusal into :class:`~core.errors.UnsafeFileError` so that hostile checkpoints end in one clear message.
+
+Read only: we never write ``.bin``/``.pth``/``.pt``. They are pickles, and Embedscope writes no file that a
+reader must unpickle (and so trust) to open; safetensors (:mod:`core.loaders._safetensors`) holds the same
+tensor safely.
 """
 
 from __future__ import annotations

@@ -2,19 +2,20 @@
 
 The Projector's rules: vectors are tab-separated floats, one row a line, no header. Metadata with one
 column has no header; with several columns the first row is the header. Extra columns are kept as
-metadata for colouring.
+metadata for colouring. :func:`write_projector` writes the same pair (``core.export``'s ``projector``).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from core.errors import FormatError
 from core.loaders._common import ROW_NUMBERS, row_tokens, source_key
-from core.loaders._word2vec import MAX_DIM, parse_block
+from core.loaders._word2vec import MAX_DIM, parse_block, text_rows
 from core.matrix import EmbeddingMatrix, Provenance
 
 _TOKEN_COLUMNS = ("token", "word", "label", "name", "text")
@@ -128,3 +129,30 @@ def load_tsv(path: Path, metadata: str | os.PathLike[str] | None = None) -> Embe
                       file_bytes=vpath.stat().st_size, vocab_source=source, notes=tuple(notes),
                       key=source_key([vpath, *([mpath] if mpath else [])], "tsv"))
     return EmbeddingMatrix(vectors, tokens, provenance=prov, metadata=extra)
+
+
+def write_projector(folder: Path, columns: Mapping[str, Sequence[str]],
+                    chunks: Iterable[np.ndarray]) -> tuple[list[str], list[str]]:
+    """``vectors.tsv`` and ``metadata.tsv`` in ``folder``, by the Projector's rules.
+
+    Args:
+        columns: metadata column name → one value per row, the token column first; values hold no tabs or
+            line breaks (the caller checks: the Projector's TSV has no escaping).
+        chunks: the float32 rows in order, a block at a time.
+
+    Returns:
+        the file names written, and a note on the metadata's shape.
+    """
+    with (folder / "vectors.tsv").open("wb") as f:
+        for chunk in chunks:
+            for line in text_rows(chunk, "\t"):
+                f.write(line + b"\n")
+    names = list(columns)
+    with (folder / "metadata.tsv").open("w", encoding="utf-8", newline="") as f:
+        if len(names) > 1:  # the Projector's rule: a header row only with more than one column
+            f.write("\t".join(names) + "\n")
+        for row in zip(*columns.values(), strict=True):
+            f.write("\t".join(row) + "\n")
+    note = ("metadata.tsv has one column (the tokens) and no header row" if len(names) == 1 else
+            f"metadata.tsv has a header row and the columns {', '.join(names)}")
+    return ["vectors.tsv", "metadata.tsv"], [note]

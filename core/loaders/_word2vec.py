@@ -8,6 +8,10 @@ Policies, stated once:
 - Tokens are UTF-8; invalid bytes become U+FFFD and a note counts them.
 - A word that repeats is kept once (its first vector, as gensim does), with a warning naming it.
 - ``nan``/``inf`` values are read as such; the health audit reports the rows.
+
+Written by :func:`write_text` and :func:`write_binary` (``core.export``'s ``word2vec`` and ``word2vec-bin``),
+numbers as the shortest decimal that reads back to the same float32 (:func:`text_rows`, shared with the
+Projector TSV).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import warnings
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -280,3 +285,80 @@ def load_binary(path: Path, limit: int | None = None) -> EmbeddingMatrix:
                       vocab_source="the file's words", notes=tuple(notes),
                       key=source_key([path], "w2v-bin", limit))
     return EmbeddingMatrix(vectors, tokens, provenance=prov)
+
+
+# -- writing ---------------------------------------------------------------------------------------
+
+def round_trip_digits(values: np.ndarray) -> np.ndarray:
+    """Per float32 value, the fewest significant digits (6 to 9) whose decimal reads back to the same float32.
+
+    Six digits always suffice when fewer would (a float32 is only ~7.2 digits wide) and nine always suffice.
+    A candidate is checked in float64, where rounding error is a billion times below a float32 step; on a
+    rounding tie (exact binary fractions such as 0.0361328125) both neighbours must read back.
+    """
+    x = values.astype(np.float64).reshape(-1)
+    finite = np.isfinite(x) & (x != 0)
+    need = np.full(x.shape, 6, dtype=np.uint8)  # zero, nan and inf print the same at any precision
+    idx = np.flatnonzero(finite)
+    need[idx] = 9
+    a = np.abs(x[idx])
+    e = np.floor(np.log10(a))
+    e += a >= 10.0 ** (e + 1)  # log10 can be off by one next to a power of ten
+    e -= a < 10.0 ** e
+    target = a.astype(np.float32)
+    for p in (8, 7, 6):  # a (p-1)-digit decimal is a p-digit one: only what reads back at p can at p-1
+        scale = 10.0 ** (p - 1 - e)
+        scaled = a * scale
+        low = np.floor(scaled)
+        with np.errstate(over="ignore"):  # a neighbour past float32's largest value is inf: not a match
+            down = (low / scale).astype(np.float32) == target
+            up = ((low + 1) / scale).astype(np.float32) == target
+        frac = scaled - low
+        # Off a tie printf's rounding is ours; on one, either neighbour it may choose must read back.
+        ok = np.where(np.abs(frac - 0.5) < 1e-6, down & up, np.where(frac < 0.5, down, up))
+        idx, a, e, target = idx[ok], a[ok], e[ok], target[ok]
+        need[idx] = p
+    return need.reshape(values.shape)
+
+
+def text_rows(chunk: np.ndarray, delimiter: str) -> list[bytes]:
+    """Each row as shortest-round-trip decimals (``%g`` at :func:`round_trip_digits`), without line ends."""
+    n, d = chunk.shape
+    if n == 0:
+        return []
+    # One printf format per row, "%.Pg" with each value's own P, built as bytes without a Python loop per value.
+    spec = np.frombuffer(b"%.9g" + delimiter.encode("ascii"), dtype=np.uint8)
+    formats = np.tile(spec, (n, d, 1))
+    formats[:, :, 2] = ord("0") + round_trip_digits(chunk)
+    formats = formats.reshape(n, d * spec.size)
+    rows = chunk.astype(np.float64).tolist()
+    return [formats[r].tobytes()[:-1] % tuple(rows[r]) for r in range(n)]
+
+
+def write_text(path: Path, tokens: Sequence[str], dim: int, chunks: Iterable[np.ndarray]) -> None:
+    """Word2Vec text (gensim-compatible): ``N D``, then ``word v1 … vD`` per line.
+
+    Args:
+        tokens: one per row, UTF-8 encodable, without whitespace (the caller checks).
+        chunks: the float32 rows in order, a block at a time.
+    """
+    with path.open("wb") as f:
+        f.write(f"{len(tokens)} {dim}\n".encode())
+        s = 0
+        for chunk in chunks:
+            lines = text_rows(chunk, " ")
+            f.write(b"".join(t.encode("utf-8") + b" " + line + b"\n"
+                             for t, line in zip(tokens[s:s + len(lines)], lines, strict=True)))
+            s += len(lines)
+
+
+def write_binary(path: Path, tokens: Sequence[str], dim: int, chunks: Iterable[np.ndarray]) -> None:
+    """Google's binary format, as :func:`load_binary` reads it: ``N D``, then per word ``word `` + D float32."""
+    with path.open("wb") as f:
+        f.write(f"{len(tokens)} {dim}\n".encode())
+        s = 0
+        for chunk in chunks:
+            le = chunk.astype("<f4", copy=False)
+            # gensim writes no newline after a vector; its reader and ours skip one if present.
+            f.write(b"".join(tokens[s + i].encode("utf-8") + b" " + le[i].tobytes() for i in range(le.shape[0])))
+            s += le.shape[0]
