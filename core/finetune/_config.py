@@ -10,9 +10,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from core.errors import ParameterError
+
+#: The training objectives: domain skip-gram on raw text, or a classifier on labelled texts.
+Objective = Literal["sgns", "classify"]
 
 
 def opt(default: Any, help: str) -> Any:

@@ -42,7 +42,7 @@ from core.progress import CancelFn, ProgressFn, Reporter
 class ClassifyConfig:
     """Settings of a supervised fine-tune (validated by :meth:`validate`, which names the field)."""
 
-    objective: ClassVar[str] = "classify"
+    objective: ClassVar[cfg.Objective] = "classify"
 
     text_column: str = cfg.opt("text", "column (key) holding the text")
     label_column: str = cfg.opt("label", "column (key) holding the label")

@@ -59,7 +59,7 @@ _CPU_BATCH = 4096
 class SGNSConfig:
     """Settings of a domain skip-gram run (validated by :meth:`validate`, which names the field)."""
 
-    objective: ClassVar[str] = "sgns"
+    objective: ClassVar[cfg.Objective] = "sgns"
 
     epochs: int = cfg.opt(5, "passes over the corpus")
     window: int = cfg.opt(5, "largest distance between a centre token and a context token (each centre "
@@ -134,7 +134,7 @@ class TrainResult:
         distributed: world size, backend, how ranks agreed, and each rank's tokens and tokens/s.
     """
 
-    objective: str
+    objective: cfg.Objective
     rows: np.ndarray
     vectors: np.ndarray
     device: str
