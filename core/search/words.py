@@ -80,6 +80,12 @@ class Neighbors:
         return {"query": self.query.text, "metric": self.metric, "notes": self.query.notes(),
                 "neighbors": [{"token": n.token, "id": n.id, "score": n.score} for n in self.neighbors]}
 
+    def to_analogy_json(self) -> dict[str, Any]:
+        """The CLI's ``analogy --json`` shape: query, method ("add" or "mul"), notes, results."""
+        return {"query": self.query.text, "method": "mul" if self.metric == "3cosmul" else "add",
+                "notes": self.query.notes(),
+                "results": [{"token": n.token, "score": n.score, "id": n.id} for n in self.neighbors]}
+
 
 def _results(m: EmbeddingMatrix, query: Query, metric: str, ids: np.ndarray, scores: np.ndarray) -> Neighbors:
     kinds = m.kinds
@@ -204,6 +210,11 @@ class OddOneOut:
     ranking: list[tuple[str, float]]
     missing: list[TokenNotFound]
     terms: list[Term]
+
+    def to_json(self) -> dict[str, Any]:
+        """The CLI's ``doesnt-match --json`` shape: odd, ranking (token, score), missing (token, suggestions)."""
+        return {"odd": self.odd, "ranking": [{"token": w, "score": s} for w, s in self.ranking],
+                "missing": [{"token": e.token, "suggestions": e.suggestions} for e in self.missing]}
 
 
 def doesnt_match(m: EmbeddingMatrix, items: Sequence[str]) -> OddOneOut:
