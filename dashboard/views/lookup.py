@@ -21,15 +21,15 @@ c1, c2 = st.columns([4, 1])
 text = c1.text_input("Text", value="Hello", key="lookup.text")
 special = c2.checkbox("Special tokens", value=False, key="lookup.special",
                       help="show [CLS]/[SEP]-like tokens the tokenizer adds")
-found = stats.lookup(m, text, special=special) if text.strip() else None
-for err in found.errors if found else ():
+looked = stats.lookup(m, text, special=special) if text.strip() else None
+for err in looked.errors if looked else ():
     st.error(str(err))
 
-if found and found.known:
-    st.subheader(f"{len(found.known)} piece(s), {m.dim} values each")
-    st.dataframe(found.table(), hide_index=True, width="stretch")
+if looked and looked.known:
+    st.subheader(f"{len(looked.known)} piece(s), {m.dim} values each")
+    st.dataframe(looked.table(), hide_index=True, width="stretch")
 
-    vectors = {p.label: np.asarray(p.vector) for p in found.known}
+    vectors = {p.label: np.asarray(p.vector) for p in looked.known}
     labels = list(vectors)
     st.altair_chart(charts.vector_lines(vectors, first=100), width="stretch")
 
@@ -46,10 +46,10 @@ if found and found.known:
             st.info("Type more than one piece to see the cosine between them.")
 
     d1, d2 = st.columns(2)
-    d1.download_button("Vectors as CSV", found.vectors_frame().to_csv(index=False), "vectors.csv", "text/csv",
+    d1.download_button("Vectors as CSV", looked.vectors_frame().to_csv(index=False), "vectors.csv", "text/csv",
                        key="lookup.csv")
     # the same JSON as `embedscope lookup --json --allow-unknown`
-    d2.download_button("Vectors as JSON", json.dumps(found.to_json()), "vectors.json", "application/json",
+    d2.download_button("Vectors as JSON", json.dumps(looked.to_json()), "vectors.json", "application/json",
                        key="lookup.json")
 
 st.divider()
