@@ -31,6 +31,8 @@ def _settings() -> list[tuple[str, type, Any, str, tuple[str, ...]]]:
             tp = hints[f.name]
             if isinstance(tp, types.UnionType):
                 tp = next(a for a in typing.get_args(tp) if a is not type(None))
+            if typing.get_origin(tp) is typing.Literal:
+                tp = str  # the config checks the choice and names it
             if f.name in seen:
                 name, t, d, h, objs = seen[f.name]
                 default = f"{d} ({objs[0]}), {f.default} ({cls.objective})" if d != f.default else d

@@ -67,7 +67,7 @@ def runs_root() -> Path:
     return Path(os.environ.get(RUNS_ENV) or "runs")
 
 
-def config_for(objective: Objective | str, **settings: Any) -> Config:
+def config_for(objective: str, **settings: Any) -> Config:
     """The config of ``objective`` ("sgns" or "classify") with ``settings``.
 
     Raises:
@@ -174,13 +174,13 @@ def list_runs(root: str | os.PathLike[str] | None = None) -> list[Run]:
     return runs
 
 
-def new_run_id(objective: Objective | str) -> str:
+def new_run_id(objective: str) -> str:
     """``<objective>-<UTC time>-<4 hex>``, e.g. ``sgns-20260125-101500-3fa2``."""
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     return f"{objective}-{stamp}-{os.urandom(2).hex()}"
 
 
-def default_out(objective: Objective | str, root: str | os.PathLike[str] | None = None) -> Path:
+def default_out(objective: str, root: str | os.PathLike[str] | None = None) -> Path:
     """A new folder name under the runs folder for a run of ``objective``."""
     base = Path(root) if root is not None else runs_root()
     out = base / new_run_id(objective)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -14,7 +15,8 @@ from core.matrix import EmbeddingMatrix
 from core.tokens import KINDS
 
 #: How points are chosen.
-SAMPLINGS = ("first", "random", "stratified", "neighbours", "list")
+Sampling = Literal["first", "random", "stratified", "neighbours", "list"]
+SAMPLINGS: tuple[Sampling, ...] = get_args(Sampling)
 
 _NEIGHBOURS_CAP = 1000
 

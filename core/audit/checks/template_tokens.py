@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from core._status import Status
 from core.audit._context import Context
 from core.audit._shared import na, robust_z
 from core.audit._spec import CheckSpec, register
@@ -91,7 +92,7 @@ def run(ctx: Context) -> Check:
         "neighbours": [near.get(t.id, "—") for _, t in every]},
         columns=["token", "id", "role", "count", "score", "norm", "norm z", "candidate", "under-trained",
                  "neighbours"])
-    status = ("fail" if len(bad_emitted) > policy.num("template_tokens", "max_untrained_emitted") else
+    status: Status = ("fail" if len(bad_emitted) > policy.num("template_tokens", "max_untrained_emitted") else
               "warn" if flagged_emitted or len(bad_unused) > policy.num("template_tokens", "max_untrained_unused")
               else "pass")
     src = f"the chat template ({found.source}) on a {'three' if found.notes else 'four'}-turn conversation"
