@@ -25,6 +25,7 @@ that compute them once per server).
 from core.projection._colour import (
     FREQUENCY_BUCKETS,
     Colouring,
+    Neighborhood,
     Neighbourhood,
     colour,
     colour_options,
@@ -55,6 +56,7 @@ __all__ = [
     "Job",
     "Method",
     "Metric",
+    "Neighborhood",
     "Neighbourhood",
     "Projection",
     "ProjectionConfig",

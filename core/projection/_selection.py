@@ -18,7 +18,7 @@ from core.tokens import KINDS
 Sampling = Literal["first", "random", "stratified", "neighbours", "list"]
 SAMPLINGS: tuple[Sampling, ...] = get_args(Sampling)
 
-_NEIGHBOURS_CAP = 1000
+_NEIGHBORS_CAP = 1000
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,8 @@ class SelectionConfig:
         if self.sampling == "neighbours":
             if not any(q.strip() for q in self.queries):
                 raise ParameterError("queries: the neighbourhood sampling needs at least one query word")
-            if not 1 <= self.k <= _NEIGHBOURS_CAP:
-                raise ParameterError(f"k={self.k}: neighbours per query must be between 1 and {_NEIGHBOURS_CAP}")
+            if not 1 <= self.k <= _NEIGHBORS_CAP:
+                raise ParameterError(f"k={self.k}: neighbours per query must be between 1 and {_NEIGHBORS_CAP}")
         if self.sampling == "list" and not any(t.strip() for t in self.tokens):
             raise ParameterError("tokens: the list sampling needs at least one token")
 

@@ -27,13 +27,13 @@ from core.template import TemplateToken, template_tokens
 
 _INF = float("inf")
 #: Tokens whose neighbours are looked up (the table lists every token; past this, without neighbours).
-_MAX_NEIGHBOURED = 300
+_MAX_NEIGHBORED = 300
 
 
-def _neighbours(m: EmbeddingMatrix, ids: list[int], good: np.ndarray, k: int) -> dict[int, str]:
+def _neighbors(m: EmbeddingMatrix, ids: list[int], good: np.ndarray, k: int) -> dict[int, str]:
     from core.search import knn
 
-    rows = [i for i in ids if good[i]][:_MAX_NEIGHBOURED]
+    rows = [i for i in ids if good[i]][:_MAX_NEIGHBORED]
     if not rows or k < 1 or len(m) <= k:
         return {}
     try:
@@ -83,7 +83,7 @@ def run(ctx: Context) -> Check:
     flagged_emitted = [t for t in found.emitted if untrained(t) and not broken(t)]
     bad_unused = [t for t in found.unused if untrained(t)]
     every = [("emitted", t) for t in found.emitted] + [("declared, never emitted", t) for t in found.unused]
-    near = _neighbours(m, [t.id for _, t in every], scan.good, int(policy.num("template_tokens", "neighbours")))
+    near = _neighbors(m, [t.id for _, t in every], scan.good, int(policy.num("template_tokens", "neighbours")))
     table = pd.DataFrame({
         "token": [t.token for _, t in every], "id": [t.id for _, t in every], "role": [r for r, _ in every],
         "count": [t.count for _, t in every], "score": [float(scores[t.id]) for _, t in every],
