@@ -22,7 +22,7 @@ import re
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -30,7 +30,8 @@ from core.errors import FormatError, ParameterError
 from core.matrix import EmbeddingMatrix
 
 #: Values accepted by ``unknown=``: drop unknown pieces, or map them to the unknown token's row.
-UNKNOWN_POLICIES = ("skip", "unk")
+UnknownPolicy = Literal["skip", "unk"]
+UNKNOWN_POLICIES: tuple[UnknownPolicy, ...] = get_args(UnknownPolicy)
 _UNK_NAMES = ("[UNK]", "<unk>", "<UNK>", "UNK")
 _CJK_RUN = re.compile(
     "([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\U00020000-\U0002fa1f])"
@@ -258,7 +259,7 @@ def _check_policy(m: EmbeddingMatrix, unknown: str) -> int | None:
     return unk
 
 
-def tokenize_texts(m: EmbeddingMatrix, texts: list[str], *, unknown: str = "skip",
+def tokenize_texts(m: EmbeddingMatrix, texts: list[str], *, unknown: UnknownPolicy = "skip",
                    cjk_chars: bool = False) -> tuple[np.ndarray, np.ndarray, collections.Counter[str]]:
     """Rows of every text: (ids, offsets, unknown-piece counter). See :func:`tokenize`."""
     unk = _check_policy(m, unknown)
@@ -295,7 +296,7 @@ def tokenize_texts(m: EmbeddingMatrix, texts: list[str], *, unknown: str = "skip
     return ids_arr, off_arr, missing
 
 
-def tokenize(m: EmbeddingMatrix, texts: list[str], *, unknown: str = "skip", cjk_chars: bool = False,
+def tokenize(m: EmbeddingMatrix, texts: list[str], *, unknown: UnknownPolicy = "skip", cjk_chars: bool = False,
              source: TextSource | None = None) -> Corpus:
     """Tokenise ``texts`` into rows of ``m`` (documents that end up with no token are dropped).
 
@@ -336,11 +337,11 @@ def tokenize(m: EmbeddingMatrix, texts: list[str], *, unknown: str = "skip", cjk
 
 
 def load_corpus(m: EmbeddingMatrix, path: str | os.PathLike[str], *, column: str | None = None,
-                unknown: str = "skip", cjk_chars: bool = False) -> Corpus:
+                unknown: UnknownPolicy = "skip", cjk_chars: bool = False) -> Corpus:
     """Read and tokenise a corpus file (see :func:`read_texts` and :func:`tokenize`)."""
     texts, src = read_texts(path, column)
     return tokenize(m, texts, unknown=unknown, cjk_chars=cjk_chars, source=src)
 
 
-__all__ = ["UNKNOWN_POLICIES", "Corpus", "TextSource", "load_corpus", "read_labelled", "read_texts",
+__all__ = ["UNKNOWN_POLICIES", "UnknownPolicy", "Corpus", "TextSource", "load_corpus", "read_labelled", "read_texts",
            "tokenize", "tokenize_texts", "unk_row"]

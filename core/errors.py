@@ -7,6 +7,9 @@ parameter, and say what to do; the dashboard shows ``str(err)`` and the CLI prin
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
+
+_Choice = TypeVar("_Choice", bound=str)
 
 
 class EmbedscopeError(Exception):
@@ -23,6 +26,18 @@ class UnsafeFileError(FormatError):
 
 class ParameterError(EmbedscopeError, ValueError):
     """An argument is out of range or inconsistent; the message names the parameter and the rule."""
+
+
+def check_choice(name: str, value: object, choices: Sequence[_Choice], rule: str = "") -> _Choice:
+    """``value`` as the one of ``choices`` it equals (so a plain string becomes its ``Literal`` type).
+
+    Raises:
+        ParameterError: ``value`` is none of them, naming ``name`` and the choices (or ``rule``).
+    """
+    for choice in choices:
+        if value == choice:
+            return choice
+    raise ParameterError(f"{name}={value!r}: {rule or 'must be one of ' + ', '.join(repr(c) for c in choices)}")
 
 
 class OfflineError(EmbedscopeError):

@@ -41,10 +41,10 @@ from core._benchmark_files import (
     resolve_benchmark,
     standard_sets,
 )
-from core.errors import FormatError, ParameterError
+from core.errors import FormatError, ParameterError, check_choice
 from core.matrix import EmbeddingMatrix
 from core.progress import CancelFn, ProgressFn, Reporter
-from core.search import METHODS, cosmul_knn, knn_of_sums
+from core.search import METHODS, AnalogyMethod, cosmul_knn, knn_of_sums
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -103,7 +103,7 @@ class AnalogyResult:
     skipped: int
     restrict_vocab: int
     case_insensitive: bool
-    method: str
+    method: AnalogyMethod
     details: pd.DataFrame = field(repr=False, compare=False)
 
     @property
@@ -164,8 +164,7 @@ def evaluate_analogies(m: EmbeddingMatrix, source: AnalogySet | str | os.PathLik
     """
     import pandas as pd
 
-    if method not in METHODS:
-        raise ParameterError(f"method must be 'add' (3CosAdd) or 'mul' (3CosMul); got {method!r}")
+    checked = check_choice("method", method, METHODS, "must be 'add' (3CosAdd) or 'mul' (3CosMul)")
     report = Reporter(progress, cancel)
     aset = (source if isinstance(source, AnalogySet)
             else read_analogies(resolve_benchmark(source), name=str(source)))
@@ -198,7 +197,7 @@ def evaluate_analogies(m: EmbeddingMatrix, source: AnalogySet | str | os.PathLik
         distinct, inverse = np.unique(q_ids[:, :3], return_inverse=True)
         inverse = inverse.reshape(-1, 3)
         basis = _unit(m, distinct)
-        if method == "add":
+        if checked == "add":
             # gensim's query: unit(b) + unit(c) - unit(a), then unit-normalised.
             weights = np.tile([1.0, 1.0, -1.0], (len(inverse), 1))
             found, _ = knn_of_sums(m, basis, inverse[:, [1, 2, 0]], weights, k, "cosine", exclude=q_ids[:, :3],
@@ -239,7 +238,7 @@ def evaluate_analogies(m: EmbeddingMatrix, source: AnalogySet | str | os.PathLik
         "oov": ~np.isin(np.arange(len(rows)), known)})
     report(1.0, "done")
     return AnalogyResult(aset.name, sections, len(rows), len(rows) - len(known), int(restrict_vocab),
-                         case_insensitive, method, details)
+                         case_insensitive, checked, details)
 
 
 # ================================================================================================

@@ -36,12 +36,13 @@ from typing import Any, Literal
 import numpy as np
 
 from core._checkjson import check_json
-from core.errors import ParameterError
+from core._status import FAIL_ON, SEVERITY, STATUSES, FailOn, Status, worst_of
+from core.errors import ParameterError, check_choice
 from core.matrix import EmbeddingMatrix
 from core.progress import CancelFn, ProgressFn, Reporter
 
-Status = Literal["pass", "warn", "fail", "n/a"]
-_SEVERITY = {"n/a": 0, "pass": 0, "warn": 1, "fail": 2}
+#: The gate's answer: ship ("pass"), ship and read the warnings ("warn"), or do not ship ("fail").
+Verdict = Literal["pass", "warn", "fail"]
 
 #: The ``[gate]`` settings and their defaults (drift is 1 − cosine after alignment; Jaccard@k in [0, 1]).
 GATE_DEFAULTS: dict[str, float | bool | int] = {
@@ -118,7 +119,7 @@ class GateReport:
     baseline: dict[str, Any] | None
     quantized: dict[str, Any] | None
     checks: tuple[GateCheck, ...]
-    fail_on: str
+    fail_on: FailOn
     seconds: float
     audit: Any = field(compare=False, repr=False, default=None)
     comparison: Any = field(compare=False, repr=False, default=None)
@@ -126,14 +127,10 @@ class GateReport:
 
     @property
     def worst(self) -> Status:
-        worst: Status = "pass"
-        for c in self.checks:
-            if _SEVERITY[c.status] > _SEVERITY[worst]:
-                worst = c.status
-        return worst
+        return worst_of(c.status for c in self.checks)
 
     @property
-    def verdict(self) -> Literal["pass", "warn", "fail"]:
+    def verdict(self) -> Verdict:
         """"fail" when a check reached ``fail_on``, else the worst status ("warn" or "pass")."""
         worst = self.worst
         if worst == "warn" and self.fail_on == "warn":
@@ -145,7 +142,7 @@ class GateReport:
         return self.verdict != "fail"
 
     def summary(self) -> dict[str, int]:
-        counts = {"pass": 0, "warn": 0, "fail": 0, "n/a": 0}
+        counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
         for c in self.checks:
             counts[c.status] += 1
         return counts
@@ -171,7 +168,7 @@ def _status(value: float, warn: float, fail: float, higher_is_worse: bool = True
 
 
 def _worst(*statuses: Status) -> Status:
-    return max(statuses, key=lambda s: _SEVERITY[s])
+    return max(statuses, key=lambda s: SEVERITY[s])
 
 
 def _from_audit(report: Any) -> list[GateCheck]:
@@ -398,8 +395,7 @@ def gate(new: EmbeddingMatrix, baseline: EmbeddingMatrix | None = None, *, quant
     """
     from core.audit import Policy, audit
 
-    if fail_on not in ("fail", "warn"):
-        raise ParameterError(f"fail_on={fail_on!r}: must be 'fail' or 'warn'")
+    level = check_choice("fail_on", fail_on, FAIL_ON, "must be 'fail' or 'warn'")
     t0 = time.perf_counter()
     report = Reporter(progress, cancel)
     settings = settings or GateSettings()
@@ -422,7 +418,7 @@ def gate(new: EmbeddingMatrix, baseline: EmbeddingMatrix | None = None, *, quant
         checks.extend(_quantized_checks(new, quantized, settings, cancel))
     report(1.0, "done")
     return GateReport(_provenance(new), None if baseline is None else _provenance(baseline),
-                      None if quantized is None else _provenance(quantized), tuple(checks), fail_on,
+                      None if quantized is None else _provenance(quantized), tuple(checks), level,
                       time.perf_counter() - t0, new_audit, comparison, tuple(notes))
 
 

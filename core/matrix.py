@@ -234,12 +234,16 @@ class EmbeddingMatrix:
         """Raise :class:`TokenNotFound` for the first unknown piece of ``text``."""
         for p in pieces:
             if p.unknown:
-                span = text[p.start:p.end] or p.token
-                detail = ""
-                if p.id >= 0:
-                    detail = f"the tokenizer maps it to {p.token}" if p.id < len(self) else (
-                        f"the tokenizer gives id {p.id} but the matrix has {len(self)} rows")
-                raise TokenNotFound(span, self.suggest(span), detail=detail)
+                raise self.unknown_error(text, p)
+
+    def unknown_error(self, text: str, piece: Piece) -> TokenNotFound:
+        """The error an unknown ``piece`` of ``text`` makes: the text it came from and the closest tokens."""
+        span = text[piece.start:piece.end] or piece.token
+        detail = ""
+        if piece.id >= 0:
+            detail = f"the tokenizer maps it to {piece.token}" if piece.id < len(self) else (
+                f"the tokenizer gives id {piece.id} but the matrix has {len(self)} rows")
+        return TokenNotFound(span, self.suggest(span), detail=detail)
 
     # -- derived, computed once ----------------------------------------------------------------
     @cached_property

@@ -1,12 +1,17 @@
-"""Summary statistics of a matrix, computed in chunks so that memory stays at one chunk."""
+"""Summary statistics of a matrix (computed in chunks so that memory stays at one chunk), and what a text maps to."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.errors import TokenNotFound
 from core.matrix import EmbeddingMatrix
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _CHUNK_VALUES = 1 << 24
 
@@ -68,6 +73,103 @@ def summary(m: EmbeddingMatrix) -> Stats:
     return Stats(shape=m.shape, dtype=m.provenance.dtype, mean=mean, std=float(np.sqrt(var)),
                  min=lo if total else float("nan"), max=hi if total else float("nan"),
                  norm_min=nmin, norm_median=nmed, norm_max=nmax, nonfinite=bad)
+
+
+@dataclass(frozen=True)
+class LookupPiece:
+    """One piece of a looked-up text and its row.
+
+    Attributes:
+        token: the vocabulary entry; id: its row (-1 when the vocabulary has none).
+        text: the part of the input it came from ("" for a special token the tokenizer added).
+        unknown: the tokenizer fell back to its unknown token (or the word is missing); special: [CLS]-like.
+        kind: "word", "subword", "special", ... (None without a row); norm, vector: its row's norm and the
+            read-only row (None without a row).
+    """
+
+    token: str
+    id: int
+    text: str
+    unknown: bool
+    special: bool
+    kind: str | None
+    norm: float | None
+    vector: np.ndarray | None
+
+    @property
+    def label(self) -> str:
+        """``token (id)``: a name that tells apart two pieces of the same spelling."""
+        return f"{self.token} ({self.id})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"token": self.token, "id": self.id, "norm": self.norm,
+                "vector": None if self.vector is None else self.vector.astype(float).tolist(),
+                "unknown": self.unknown, "special": self.special}
+
+
+@dataclass(frozen=True)
+class TokenLookup:
+    """A text as the model reads it: its pieces, their rows, and an error for each piece it lacks.
+
+    Attributes:
+        text: the input; dim: values per row.
+        pieces: every piece, in order (unknown ones included).
+        errors: one :class:`TokenNotFound` per unknown piece, naming the text and the closest tokens.
+    """
+
+    text: str
+    dim: int
+    pieces: tuple[LookupPiece, ...]
+    errors: tuple[TokenNotFound, ...]
+
+    @property
+    def known(self) -> tuple[LookupPiece, ...]:
+        """The pieces the vocabulary has."""
+        return tuple(p for p in self.pieces if not p.unknown)
+
+    def to_json(self) -> dict[str, Any]:
+        """The CLI's ``lookup --json`` shape: text, and per piece token, id, norm, vector, unknown, special."""
+        return {"text": self.text, "pieces": [p.to_json() for p in self.pieces]}
+
+    def table(self) -> pd.DataFrame:
+        """One row per known piece: piece, id, kind, norm, and the text it came from."""
+        import pandas as pd
+
+        known = self.known
+        return pd.DataFrame({"piece": [p.token for p in known], "id": [p.id for p in known],
+                             "kind": [p.kind for p in known], "norm": [p.norm for p in known],
+                             "text": [p.text for p in known]})
+
+    def vectors_frame(self) -> pd.DataFrame:
+        """One row per known piece: token, id, then its values as d0, d1, ..."""
+        import pandas as pd
+
+        known = self.known
+        values = pd.DataFrame(np.stack([np.asarray(p.vector, dtype=np.float64) for p in known]) if known
+                              else np.zeros((0, self.dim)), columns=[f"d{i}" for i in range(self.dim)])
+        return pd.concat([pd.DataFrame({"token": [p.token for p in known], "id": [p.id for p in known]}),
+                          values], axis=1)
+
+
+def lookup(m: EmbeddingMatrix, text: str, *, special: bool = False, strict: bool = False) -> TokenLookup:
+    """``text`` → the tokenizer's pieces → ids → rows (what ``embedscope lookup`` prints and the page shows).
+
+    Args:
+        special: keep special tokens such as [CLS]/[SEP] that the tokenizer adds.
+        strict: raise on the first unknown piece instead of listing it (with its error).
+
+    Raises:
+        TokenNotFound: with ``strict``, for the first piece the vocabulary lacks.
+    """
+    pieces = m.lookup(text, special=special, strict=strict)
+    kinds = m.kinds
+    out: list[LookupPiece] = []
+    for p in pieces:
+        row = 0 <= p.id < len(m)
+        out.append(LookupPiece(p.token, p.id, text[p.start:p.end], p.unknown, p.special,
+                               kinds[p.id] if row else None, float(m.norms[p.id]) if row else None,
+                               m.vectors[p.id] if row else None))
+    return TokenLookup(text, m.dim, tuple(out), tuple(m.unknown_error(text, p) for p in pieces if p.unknown))
 
 
 def per_dimension(m: EmbeddingMatrix) -> tuple[np.ndarray, np.ndarray]:

@@ -29,7 +29,7 @@ SOURCE_KINDS: dict[str, state.SourceKind] = {"Local path": "path", "Upload": "up
 PAGES = [
     ("views/overview.py", "Overview", ":material/dashboard:", "Inspect"),
     ("views/lookup.py", "Token lookup", ":material/search:", "Inspect"),
-    ("views/neighbours.py", "Neighbours & analogies", ":material/hub:", "Similarity"),
+    ("views/neighbors.py", "Neighbours & analogies", ":material/hub:", "Similarity"),
     ("views/heatmap.py", "Similarity heatmap", ":material/grid_on:", "Similarity"),
     ("views/benchmarks.py", "Benchmarks", ":material/leaderboard:", "Similarity"),
     ("views/projection.py", "Projection", ":material/scatter_plot:", "Space"),

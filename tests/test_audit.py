@@ -50,6 +50,10 @@ def test_minilm_is_healthy(base: AuditReport) -> None:
     # Under-trained reserved tokens and the tail of small norms every trained model has: warnings only.
     assert s["undertrained"] == "warn" and s["norm_outliers"] == "warn"
     assert not base.reaches("fail") and base.reaches("warn")
+    assert base.summary() == {k: list(s.values()).count(k) for k in ("pass", "warn", "fail", "n/a")}
+    assert base.worst == "warn"
+    with pytest.raises(core.errors.ParameterError, match=r"fail_on='often': must be 'fail' or 'warn'"):
+        base.reaches("often")
 
 
 def test_minilm_candidates_are_the_lowest_norms_and_mostly_unused(base: AuditReport,

@@ -46,7 +46,7 @@ def perturbed(small: core.EmbeddingMatrix) -> tuple[core.EmbeddingMatrix, list[s
     return small.with_vectors(v), [small.index_to_key[i] for i in chosen]
 
 
-def _sklearn_neighbours(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _sklearn_neighbors(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """k nearest rows by cosine among the rows of x, itself left out (scikit-learn, brute force)."""
     from sklearn.neighbors import NearestNeighbors
 
@@ -92,14 +92,14 @@ def test_an_unchanged_release_passes_with_a_note_that_a_and_b_are_identical(smal
     assert c.identical and "A and B are identical" in c.notes[0]
     assert c.to_json()["identical"] is True
     # the neighbours are the brute-force oracle's in both A and B
-    want, dist = _sklearn_neighbours(np.asarray(small.vectors, np.float64), K)
+    want, dist = _sklearn_neighbors(np.asarray(small.vectors, np.float64), K)
     clear = dist[:, K] - dist[:, K - 1] > 1e-6  # rows whose k-th and (k+1)-th neighbours tie may list either
     assert clear.mean() > 0.95 and np.array_equal(c.neighbors_a, c.neighbors_b)
     assert np.array_equal(np.sort(c.neighbors_b[clear], axis=1), np.sort(want[clear, :K], axis=1))
     assert cp.compare(small, small, k=K, allow_same=True).identical  # the old keyword is still accepted
 
 
-def test_rotated_copy_aligns_to_zero_drift_with_unchanged_neighbourhoods(
+def test_rotated_copy_aligns_to_zero_drift_with_unchanged_neighborhoods(
         small: core.EmbeddingMatrix, rotated: core.EmbeddingMatrix, rotation: np.ndarray) -> None:
     from scipy.linalg import orthogonal_procrustes
 
@@ -146,8 +146,8 @@ def test_drift_and_jaccard_match_scipy_and_sklearn(small: core.EmbeddingMatrix,
     for i in (0, 17, 1234, 2999):
         want = cosine(np.asarray(small.vectors[i], np.float64) @ c.rotation, np.asarray(b.vectors[i], np.float64))
         assert c.drift is not None and c.drift[i] == pytest.approx(want, abs=1e-9)
-    ia, da = _sklearn_neighbours(np.asarray(small.vectors, np.float64), K)
-    ib, db = _sklearn_neighbours(np.asarray(b.vectors, np.float64), K)
+    ia, da = _sklearn_neighbors(np.asarray(small.vectors, np.float64), K)
+    ib, db = _sklearn_neighbors(np.asarray(b.vectors, np.float64), K)
     # rows whose k-th and (k+1)-th neighbours tie (within float32 noise) may list either
     clear = (da[:, K] - da[:, K - 1] > 1e-6) & (db[:, K] - db[:, K - 1] > 1e-6)
     assert clear.mean() > 0.95
@@ -218,7 +218,7 @@ def test_bad_inputs_have_clear_messages(small: core.EmbeddingMatrix) -> None:
         cp.compare(small, narrow, tokens=["not-a-token"])
 
 
-def test_different_dimensions_compare_by_neighbourhoods_only(small: core.EmbeddingMatrix) -> None:
+def test_different_dimensions_compare_by_neighborhoods_only(small: core.EmbeddingMatrix) -> None:
     narrow = core.EmbeddingMatrix(np.array(small.vectors[:, :100]), small.index_to_key)
     c = cp.compare(small, narrow, k=K)
     assert not c.aligned and not c.has_drift and c.drift is None
@@ -538,7 +538,7 @@ def _seeded_pair(rows: int, dim: int, seed: int = 0) -> tuple[np.ndarray, np.nda
 
 
 @pytest.mark.slow
-def test_approximate_neighbours_recall_on_a_seeded_20k_sample() -> None:
+def test_approximate_neighbors_recall_on_a_seeded_20k_sample() -> None:
     """Recall@10 of the approximate search against scikit-learn's brute-force cosine neighbours, every row."""
     va, vb = _seeded_pair(20_000, 640)
     tokens = [f"t{i}" for i in range(len(va))]
@@ -547,7 +547,7 @@ def test_approximate_neighbours_recall_on_a_seeded_20k_sample() -> None:
     assert c.search == "approximate" and c.to_json()["search"] == "approximate"
     assert any("neighbours are approximate" in n for n in c.notes)
     for side, m in (("a", va), ("b", vb)):
-        want, _ = _sklearn_neighbours(m, K)
+        want, _ = _sklearn_neighbors(m, K)
         got = c.neighbors_a if side == "a" else c.neighbors_b
         recall = np.mean([np.intersect1d(g, w[:K]).size / K for g, w in zip(got, want, strict=True)])
         assert recall >= 0.99, (side, recall)

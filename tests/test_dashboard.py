@@ -41,6 +41,9 @@ def test_lookup_unknown_word(app: AppTest) -> None:
     app.text_input(key="lookup.text").input("🦜").run()
     assert not app.exception
     assert any("not in the vocabulary" in e.value for e in app.error)
+    app.text_input(key="lookup.text").input("Hello 🦜").run()  # the known piece is shown, the unknown one named
+    assert app.dataframe[0].value["id"].tolist() == [7592]
+    assert [e.value for e in app.error] == ["'🦜' is not in the vocabulary (the tokenizer maps it to [UNK])"]
 
 
 def test_open_a_bad_path_keeps_the_app_running(app: AppTest, tmp_path: Path,

@@ -41,7 +41,7 @@ def _weights(folder: Path) -> np.ndarray:
     return next(iter(load_file(str(folder / "model.safetensors")).values()))
 
 
-def _neighbours(x: np.ndarray, rows: np.ndarray, k: int = 10) -> np.ndarray:
+def _neighbors(x: np.ndarray, rows: np.ndarray, k: int = 10) -> np.ndarray:
     u = x / np.linalg.norm(x, axis=1, keepdims=True)
     s = u[rows] @ u.T
     s[np.arange(rows.shape[0]), rows] = -np.inf
@@ -49,7 +49,7 @@ def _neighbours(x: np.ndarray, rows: np.ndarray, k: int = 10) -> np.ndarray:
 
 
 def _jaccard(a: np.ndarray, b: np.ndarray, rows: np.ndarray) -> float:
-    na, nb = _neighbours(a, rows), _neighbours(b, rows)
+    na, nb = _neighbors(a, rows), _neighbors(b, rows)
     return float(np.mean([len(set(x) & set(y)) / len(set(x) | set(y)) for x, y in zip(na, nb, strict=True)]))
 
 

@@ -148,6 +148,36 @@ def test_run_card_reloads_and_matches(sgns_run: ft.Run, demo: core.EmbeddingMatr
     assert [r.run_id for r in runs] == ["pairs-run"] and runs[0].summary()["objective"] == "sgns"
 
 
+def test_run_card_is_typed_and_writes_back_the_file_byte_for_byte(sgns_run: ft.Run,
+                                                                  demo: core.EmbeddingMatrix) -> None:
+    text = (sgns_run.path / "run.json").read_text(encoding="utf-8")
+    card = sgns_run.card
+    assert isinstance(card, ft.RunCard) and card.objective == "sgns" and card.status == "completed"
+    assert card.source.fingerprint == demo.fingerprint and card.source.shape == demo.shape
+    assert card.output.written and card.output.fingerprint == core.load(sgns_run.path).fingerprint
+    assert card.output.files == tuple(sorted(p.name for p in sgns_run.path.iterdir()))
+    assert list(card.curves) == ["loss_curve", "grad_norm"] and card.world_size == 1
+    # the file is the public contract: the typed card gives it back key for key, in the same order
+    assert json.dumps(card.to_json(), indent=1, ensure_ascii=False) == text
+    assert list(card) == list(json.loads(text)) and card["source"] == json.loads(text)["source"]
+
+
+def test_run_cards_from_before_distributed_runs_are_read(sgns_run: ft.Run, tmp_path: Path) -> None:
+    old = json.loads((sgns_run.path / "run.json").read_text(encoding="utf-8"))
+    del old["distributed"]  # cards written before multi-process runs had no such entry
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "run.json").write_text(json.dumps(old), encoding="utf-8")
+    run = ft.load_run(tmp_path / "old")
+    assert run.card.world_size == 1 and run.card.get("distributed") == {"world_size": 1, "backend": "none"}
+    assert run.summary()["objective"] == "sgns" and run.card.metrics == old["metrics"]
+    del old["source"]
+    (tmp_path / "old" / "run.json").write_text(json.dumps(old), encoding="utf-8")
+    with pytest.raises(FormatError, match=r"old/run\.json: no 'source'"):
+        ft.load_run(tmp_path / "old")
+    with pytest.raises(FormatError, match="not an Embedscope run card"):
+        ft.RunCard.from_json({**old, "format": "something-else/1"})
+
+
 def test_subsampling_and_negatives_match_gensim(lee_corpus: Path) -> None:
     from gensim.models import Word2Vec
     from gensim.models.word2vec import LineSentence

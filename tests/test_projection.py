@@ -101,7 +101,7 @@ def test_sample_larger_than_the_matrix(demo: core.EmbeddingMatrix) -> None:
         pj.select(demo, SelectionConfig(kinds=("verb",)))
 
 
-def test_neighbourhood_matches_brute_force(demo: core.EmbeddingMatrix, demo_weights: np.ndarray) -> None:
+def test_neighborhood_matches_brute_force(demo: core.EmbeddingMatrix, demo_weights: np.ndarray) -> None:
     from sklearn.neighbors import NearestNeighbors
 
     sel = pj.select(demo, SelectionConfig(sampling="neighbours", queries=("king", "paris"), k=10))
@@ -117,7 +117,7 @@ def test_neighbourhood_matches_brute_force(demo: core.EmbeddingMatrix, demo_weig
     assert pj.colour(demo, sel, "query").values == sel.groups
 
 
-def test_neighbourhood_of_a_missing_word(demo: core.EmbeddingMatrix) -> None:
+def test_neighborhood_of_a_missing_word(demo: core.EmbeddingMatrix) -> None:
     with pytest.raises(TokenNotFound):
         pj.select(demo, SelectionConfig(sampling="neighbours", queries=("🦜",), k=5))
     with pytest.raises(ParameterError, match="queries"):
@@ -185,7 +185,7 @@ def small(demo: core.EmbeddingMatrix) -> pj.Selection:
     return pj.select(demo, SelectionConfig(sampling="neighbours", queries=("king", "paris", "red", "three"), k=60))
 
 
-def test_tsne_keeps_neighbourhoods_and_its_seed(demo: core.EmbeddingMatrix, demo_weights: np.ndarray,
+def test_tsne_keeps_neighborhoods_and_its_seed(demo: core.EmbeddingMatrix, demo_weights: np.ndarray,
                                                 small: pj.Selection) -> None:
     from sklearn.manifold import trustworthiness
 
@@ -214,7 +214,7 @@ def test_tsne_in_3d_and_cancel(demo: core.EmbeddingMatrix, small: pj.Selection) 
         pj.project(demo, small, ProjectionConfig(method="tsne", perplexity=10, n_jobs=1), cancel=cancel)
 
 
-def test_umap_keeps_neighbourhoods_and_its_seed(demo: core.EmbeddingMatrix, demo_weights: np.ndarray,
+def test_umap_keeps_neighborhoods_and_its_seed(demo: core.EmbeddingMatrix, demo_weights: np.ndarray,
                                                 small: pj.Selection) -> None:
     from sklearn.manifold import trustworthiness
 
@@ -228,7 +228,7 @@ def test_umap_keeps_neighbourhoods_and_its_seed(demo: core.EmbeddingMatrix, demo
 
 
 @pytest.mark.slow
-def test_umap_with_exact_neighbours_on_thousands(demo: core.EmbeddingMatrix, demo_weights: np.ndarray) -> None:
+def test_umap_with_exact_neighbors_on_thousands(demo: core.EmbeddingMatrix, demo_weights: np.ndarray) -> None:
     from sklearn.manifold import trustworthiness
 
     sel = pj.select(demo, SelectionConfig(sampling="stratified", sample=4500, seed=1))
@@ -340,7 +340,7 @@ def test_colour_by_a_metadata_column(tmp_path: Path) -> None:
     assert list(p.frame(m, c).columns) == ["token", "id", "kind", "x", "y", "colour", "word", "pos"]
 
 
-def test_search_marks_the_label_and_its_neighbours(demo: core.EmbeddingMatrix, small: pj.Selection) -> None:
+def test_search_marks_the_label_and_its_neighbors(demo: core.EmbeddingMatrix, small: pj.Selection) -> None:
     p = pj.project(demo, small, ProjectionConfig())
     hood = pj.search(demo, p, "queen", k=5)
     assert hood.in_selection and len(hood.positions) == 5

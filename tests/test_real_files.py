@@ -29,7 +29,7 @@ SAMPLES = ("Hello world", "naïve café", "東京", "😀", "  two  spaces")
 ROWS = {"llama3": 128256, "qwen3": 151936, "gemma3": 262144, "llama2": 32000, "gpt4o": 200019}
 DEFAULT = ("gemma3", "smollm2", "mistral", "glove", "minilm")
 NAMES = (*DEFAULT, "llama3", "qwen3", "llama2", "gpt4o")
-PAGES = ("overview", "lookup", "neighbours", "heatmap", "benchmarks", "projection", "export", "health",
+PAGES = ("overview", "lookup", "neighbors", "heatmap", "benchmarks", "projection", "export", "health",
          "finetune", "compare", "gate")
 #: Slow-only visits of the default names: audits and comparisons of big vocabularies, and MiniLM's pages that
 #: tests/test_dashboard.py and tests/test_health_page.py already visit.

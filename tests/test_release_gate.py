@@ -75,7 +75,7 @@ def test_drift_and_jaccard_equal_compare() -> None:
     assert changed == {f"w{i}" for i in range(50)}
 
 
-def test_different_dimensions_compare_neighbourhoods_only() -> None:
+def test_different_dimensions_compare_neighborhoods_only() -> None:
     a, b = _words(300, dim=16), _words(300, dim=24)
     rep = gate(b, a)
     assert rep.check("drift").status == "n/a" and rep.check("changed_rows").status == "n/a"

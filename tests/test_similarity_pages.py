@@ -29,8 +29,8 @@ def _texts(at: AppTest) -> str:
     return "\n".join(str(p) for p in parts)
 
 
-def test_neighbours_page_shows_neighbours_of_a_query() -> None:
-    at = _page("neighbours")
+def test_neighbors_page_shows_neighbours_of_a_query() -> None:
+    at = _page("neighbors")
     at.text_input(key="nb.query").set_value("king").run()
     assert not at.exception
     frame = at.dataframe[0].value
@@ -45,8 +45,8 @@ def test_neighbours_page_shows_neighbours_of_a_query() -> None:
     assert at.dataframe[0].value["token"].iloc[0] == "queen"
 
 
-def test_neighbours_page_explains_split_words_and_errors() -> None:
-    at = _page("neighbours")
+def test_neighbors_page_explains_split_words_and_errors() -> None:
+    at = _page("neighbors")
     at.text_input(key="nb.query").set_value("unbelievably").run()
     assert not at.exception
     assert "mean of 5 pieces" in _texts(at)
@@ -61,8 +61,8 @@ def test_neighbours_page_explains_split_words_and_errors() -> None:
     assert any("k must be at most" in e.value for e in at.error)
 
 
-def test_neighbours_page_odd_one_out() -> None:
-    at = _page("neighbours")
+def test_neighbors_page_odd_one_out() -> None:
+    at = _page("neighbors")
     at.text_input(key="nb.odd").set_value("breakfast, cereal, dinner, lunch").run()
     assert not at.exception
     assert any("cereal" in s.value for s in at.success)

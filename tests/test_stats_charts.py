@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy.spatial.distance import cosine as scipy_cosine
@@ -78,3 +80,31 @@ def test_profile_band_is_one_std_either_side() -> None:
     band, line = prof["layer"]
     assert (band["encoding"]["y"]["field"], band["encoding"]["y2"]["field"]) == ("lo", "hi")
     assert line["encoding"]["y"]["field"] == "mean"
+
+
+def test_lookup_maps_text_to_the_tokenizers_ids_and_the_files_rows(demo: core.EmbeddingMatrix, demo_dir: Path,
+                                                                   demo_weights: np.ndarray) -> None:
+    from tokenizers import Tokenizer  # the oracle: the tokenizers library on the model's own file
+
+    tok = Tokenizer.from_file(str(demo_dir / "tokenizer.json"))
+    tok.no_padding()  # the file pads to 128
+    enc = tok.encode("Hello tokenization 🦜")
+    found = stats.lookup(demo, "Hello tokenization 🦜", special=True)
+    assert [p.id for p in found.pieces] == enc.ids and [p.token for p in found.pieces] == enc.tokens
+    assert [p.text for p in found.pieces] == ["Hello tokenization 🦜"[s:e] for s, e in enc.offsets]
+    assert [p.unknown for p in found.pieces] == [t == "[UNK]" for t in enc.tokens]
+    assert [p.special for p in found.pieces] == [t in ("[CLS]", "[SEP]") for t in enc.tokens]
+    for p in found.pieces:
+        assert np.array_equal(p.vector, demo_weights[p.id])
+        assert p.norm == pytest.approx(float(np.linalg.norm(demo_weights[p.id].astype(np.float64))), rel=1e-6)
+    (err,) = found.errors  # the parrot is the one unknown piece, named by the text it came from
+    assert err.token == "🦜" and "not in the vocabulary" in str(err)
+    assert found.table()["piece"].tolist() == [t for t in enc.tokens if t != "[UNK]"]
+    frame = found.vectors_frame()
+    assert frame.shape == (len(found.known), 2 + 384)
+    assert np.array_equal(frame.iloc[1, 2:].to_numpy(dtype=np.float32), demo_weights[enc.ids[1]])
+    js = found.to_json()
+    assert js["text"] == "Hello tokenization 🦜" and [p["id"] for p in js["pieces"]] == enc.ids
+    assert set(js["pieces"][0]) == {"token", "id", "norm", "vector", "unknown", "special"}
+    with pytest.raises(core.TokenNotFound, match="🦜"):
+        stats.lookup(demo, "Hello 🦜", strict=True)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core._status import Status
 from core.audit.policy import Policy
 from core.audit.result import Check
 from core.matrix import EmbeddingMatrix
@@ -150,7 +151,7 @@ def top_directions(y: np.ndarray, k: int, rng: np.random.Generator, iters: int =
 
 
 # -- helpers for statuses -------------------------------------------------------------------------------
-def status_above(value: float, warn: float, fail: float) -> str:
+def status_above(value: float, warn: float, fail: float) -> Status:
     return "fail" if value > fail else "warn" if value > warn else "pass"
 
 

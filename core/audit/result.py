@@ -8,14 +8,12 @@ from typing import Any
 import pandas as pd
 
 from core._checkjson import check_json, finite
+from core._status import FAIL_ON, SEVERITY, STATUSES, Status, worst_of
 from core.audit._spec import PolicyValue, spec, specs
 from core.audit.policy import Policy
-from core.errors import ParameterError
+from core.errors import ParameterError, check_choice
 
-__all__ = ["STATUSES", "AuditReport", "Check"]
-
-STATUSES = ("pass", "warn", "fail", "n/a")
-_SEVERITY = {"n/a": 0, "pass": 0, "warn": 1, "fail": 2}
+__all__ = ["STATUSES", "AuditReport", "Check", "Status"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +33,7 @@ class Check:
     """
 
     id: str
-    status: str
+    status: Status
     value: float | None
     threshold: dict[str, PolicyValue]
     reason: str
@@ -105,24 +103,20 @@ class AuditReport:
         raise ParameterError(f"check={check_id!r}: must be one of {', '.join(s.id for s in specs())}")
 
     @property
-    def statuses(self) -> dict[str, str]:
+    def statuses(self) -> dict[str, Status]:
         return {c.id: c.status for c in self.checks}
 
     def summary(self) -> dict[str, int]:
         """How many checks passed, warned, failed, or did not apply."""
-        counts = dict.fromkeys(STATUSES, 0)
+        counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
         for c in self.checks:
             counts[c.status] += 1
         return counts
 
     @property
-    def worst(self) -> str:
+    def worst(self) -> Status:
         """The most severe status ("pass" when nothing warned or failed)."""
-        worst = "pass"
-        for c in self.checks:
-            if _SEVERITY[c.status] > _SEVERITY[worst]:
-                worst = c.status
-        return worst
+        return worst_of(c.status for c in self.checks)
 
     def reaches(self, level: str) -> bool:
         """Whether any check is at ``level`` ("fail" or "warn") or worse.
@@ -130,9 +124,7 @@ class AuditReport:
         Raises:
             ParameterError: ``level`` is not "fail" or "warn".
         """
-        if level not in ("fail", "warn"):
-            raise ParameterError(f"fail_on={level!r}: must be 'fail' or 'warn'")
-        return _SEVERITY[self.worst] >= _SEVERITY[level]
+        return SEVERITY[self.worst] >= SEVERITY[check_choice("fail_on", level, FAIL_ON, "must be 'fail' or 'warn'")]
 
     def to_json(self, max_tokens: int = 200) -> dict[str, Any]:
         """The ``embedscope audit --json`` object (the keys are a public contract)."""

@@ -6,9 +6,12 @@ import argparse
 import dataclasses
 import types
 import typing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.cli._common import add_json, add_source, emit, open_source, progress_bar
+
+if TYPE_CHECKING:
+    from core.finetune.runs import Run
 
 RUN_FILE = "run.json"  # core.finetune.RUN_FILE, without importing torch to build the parser
 
@@ -28,6 +31,8 @@ def _settings() -> list[tuple[str, type, Any, str, tuple[str, ...]]]:
             tp = hints[f.name]
             if isinstance(tp, types.UnionType):
                 tp = next(a for a in typing.get_args(tp) if a is not type(None))
+            if typing.get_origin(tp) is typing.Literal:
+                tp = str  # the config checks the choice and names it
             if f.name in seen:
                 name, t, d, h, objs = seen[f.name]
                 default = f"{d} ({objs[0]}), {f.default} ({cls.objective})" if d != f.default else d
@@ -194,40 +199,39 @@ def worker_main(argv: list[str] | None = None) -> int:
         distributed.shutdown(dist)
 
 
-def _emit_run(args: argparse.Namespace, run: Any) -> None:
+def _emit_run(args: argparse.Namespace, run: Run) -> None:
     card = run.card
-    metrics = {k: v for k, v in card["metrics"].items() if k not in ("baseline", "finetuned")}
-    if card["objective"] == "classify":
+    metrics = {k: v for k, v in card.metrics.items() if k not in ("baseline", "finetuned")}
+    if card.objective == "classify":
         for key in ("baseline", "finetuned"):
-            metrics[key] = {k: v for k, v in card["metrics"][key].items() if k != "text"}
-    payload = {"out": str(run.path), "run_id": card["run_id"], "objective": card["objective"],
-               "device": card["device"], "duration_s": card["duration_s"], "steps": card["steps"],
-               "epochs_run": card["epochs_run"], "tokens_seen": card["tokens_seen"],
-               "unknown_tokens": card["unknown_tokens"], "source_fingerprint": card["source"]["fingerprint"],
-               "output_fingerprint": card["output"]["fingerprint"], "metrics": metrics,
-               "run_json": str(run.path / RUN_FILE),
-               "distributed": card.get("distributed", {"world_size": 1, "backend": "none"})}
+            metrics[key] = {k: v for k, v in card.metrics[key].items() if k != "text"}
+    payload = {"out": str(run.path), "run_id": card.run_id, "objective": card.objective,
+               "device": card.device, "duration_s": card.duration_s, "steps": card.steps,
+               "epochs_run": card.epochs_run, "tokens_seen": card.tokens_seen,
+               "unknown_tokens": card.unknown_tokens, "source_fingerprint": card.source.fingerprint,
+               "output_fingerprint": card.output.fingerprint, "metrics": metrics,
+               "run_json": str(run.path / RUN_FILE), "distributed": card.distributed}
 
     def text() -> str:
-        c = card["corpus"]
-        lines = [f"wrote {run.path} ({card['objective']}, {card['device']}, {card['duration_s']:.1f} s)",
+        c = card.corpus
+        lines = [f"wrote {run.path} ({card.objective}, {card.device}, {card.duration_s:.1f} s)",
                  f"data: {c['documents']:,} documents, {c['tokens']:,} tokens, {c['unknown']:,} unknown pieces "
                  f"({c['unknown_policy']})",
-                 f"{card['steps']:,} steps over {card['epochs_run']} epoch(s), {card['tokens_seen']:,} tokens seen, "
-                 f"{card['output']['rows_changed']:,} rows changed"]
-        d = card.get("distributed") or {}
-        if int(d.get("world_size", 1)) > 1:
+                 f"{card.steps:,} steps over {card.epochs_run} epoch(s), {card.tokens_seen:,} tokens seen, "
+                 f"{card.output.rows_changed or 0:,} rows changed"]
+        d = card.distributed
+        if card.world_size > 1:
             per_rank = ", ".join(f"rank {r['rank']} {r['tokens_per_s'] or 0:,.0f}" for r in d.get("ranks", []))
             lines.append(f"{d['world_size']} processes ({d['backend']}, {d.get('sync')}); tokens/s: {per_rank}")
-        mt = card["metrics"]
-        if card["objective"] == "sgns":
+        mt = card.metrics
+        if card.objective == "sgns":
             lines.append(f"loss {mt['first_epoch_loss']:.4f} (epoch 1) → {mt['final_epoch_loss']:.4f} (last); mean "
                          f"cosine of trained rows to their start {mt['mean_cosine_to_start']:.3f}")
         else:
             lines.append(f"macro-F1 on validation: frozen baseline {mt['baseline_macro_f1']:.4f} → fine-tuned "
                          f"{mt['finetuned_macro_f1']:.4f} (best epoch {mt['best_epoch']})")
             lines += ["", "frozen baseline:", mt["baseline"]["text"], "fine-tuned:", mt["finetuned"]["text"]]
-        last = [w for w in card["watch"]["per_epoch"] if w["epoch"] == card["epochs_run"]]
+        last = [w for w in card.watch["per_epoch"] if w["epoch"] == card.epochs_run]
         if last:
             lines.append("watch list (cosine to start · nearest neighbours):")
             for w in last:

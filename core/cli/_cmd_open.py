@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from core import stats
 from core.cli._common import add_json, add_source, emit, open_source
@@ -46,22 +45,18 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_lookup(args: argparse.Namespace) -> int:
     m = open_source(args)
-    pieces = m.lookup(args.text, special=args.special, strict=not args.allow_unknown)
-    rows: list[dict[str, Any]] = [
-        {"token": pc.token, "id": pc.id, "norm": float(m.norms[pc.id]) if pc.id >= 0 else None,
-         "vector": m.vectors[pc.id].astype(float).tolist() if pc.id >= 0 else None,
-         "unknown": pc.unknown, "special": pc.special} for pc in pieces]
+    found = stats.lookup(m, args.text, special=args.special, strict=not args.allow_unknown)
 
     def text() -> str:
-        lines = [f"{args.text!r} → {len(rows)} piece(s)"]
-        for r in rows:
-            vec = r["vector"] or []
+        lines = [f"{args.text!r} → {len(found.pieces)} piece(s)"]
+        for pc in found.pieces:
+            vec = [] if pc.vector is None else pc.vector.astype(float).tolist()
             head = ", ".join(f"{x:+.4f}" for x in vec[:6])
-            lines.append(f"  {r['token']!s:<16} id={r['id']:<7} norm={r['norm'] or 0:.4f}  [{head}, ...] "
+            lines.append(f"  {pc.token!s:<16} id={pc.id:<7} norm={pc.norm or 0:.4f}  [{head}, ...] "
                          f"({len(vec)} values)")
         return "\n".join(lines)
 
-    emit(args, {"text": args.text, "pieces": rows}, text)
+    emit(args, found.to_json(), text)
     return 0
 
 

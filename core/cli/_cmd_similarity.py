@@ -104,9 +104,7 @@ def cmd_neighbors(args: argparse.Namespace) -> int:
 def cmd_analogy(args: argparse.Namespace) -> int:
     m = open_source(args)
     res = search.analogy(m, _query(args), k=args.k, method=args.method, filters=_filters(args))
-    payload: dict[str, Any] = {"query": res.query.text, "method": args.method, "notes": res.query.notes(),
-                               "results": [{"token": n.token, "score": n.score, "id": n.id}
-                                           for n in res.neighbors]}
+    payload = res.to_analogy_json()
 
     def text() -> str:
         name = "3CosAdd" if args.method == "add" else "3CosMul"
@@ -147,8 +145,7 @@ def cmd_doesnt_match(args: argparse.Namespace) -> int:
     m = open_source(args)
     res = search.doesnt_match(m, args.words)
     _warn_missing(res.missing)
-    payload = {"odd": res.odd, "ranking": [{"token": w, "score": s} for w, s in res.ranking],
-               "missing": [{"token": e.token, "suggestions": e.suggestions} for e in res.missing]}
+    payload = res.to_json()
     emit(args, payload, lambda: "\n".join(
         [f"doesn't belong: {res.odd}", "cosine to the mean of all:",
          *(f"  {w:<24} {s:+.4f}" for w, s in res.ranking)]))

@@ -28,7 +28,7 @@ rotation would only hide real movement, so none is fitted. Matrices of different
 rotated onto each other: they are compared by neighbourhoods only (drift is then None), and asking for
 alignment is a :class:`~core.errors.ParameterError`.
 
-Where each part lives: ``_align`` (vocabulary match, shared space, rotation, drift), ``_neighbours``
+Where each part lives: ``_align`` (vocabulary match, shared space, rotation, drift), ``_neighbors``
 (neighbour search and Jaccard@k; ``_approx``: approximate neighbours for large vocabularies), ``_result``
 (:class:`Comparison`, :class:`Summary`, :class:`TokenDetail`), ``_run`` (:func:`compare`), ``_corpus`` (rows
 of a corpus's tokens), ``_joint`` (joint projection), ``_benchmarks`` (benchmark deltas), ``_quantize``
@@ -42,7 +42,7 @@ from core.compare._approx import SEARCHES
 from core.compare._benchmarks import BenchmarkDelta, benchmark_deltas, deltas_frame
 from core.compare._corpus import corpus_rows, corpus_rows_of_texts
 from core.compare._joint import JointProjection, joint_projection
-from core.compare._neighbours import jaccard
+from core.compare._neighbors import jaccard
 from core.compare._quantize import (
     QUANT_BYTES,
     QUANT_FORMATS,

@@ -22,7 +22,7 @@ SEARCHES: tuple[str, ...] = ("auto", "exact", "approximate")
 #: about a minute per matrix on two cores), and approximately past it.
 EXACT_MAX_WORK = 50_000 * 50_000 * 640
 #: Graph neighbours NN-descent keeps per row, at least (more than k makes its answer closer to exact).
-MIN_GRAPH_NEIGHBOURS = 30
+MIN_GRAPH_NEIGHBORS = 30
 
 
 def choose_search(search: str, rows: int, dim: int, device: str) -> str:
@@ -43,8 +43,8 @@ def choose_search(search: str, rows: int, dim: int, device: str) -> str:
     return "exact" if resolve_device(device) != "cpu" else "approximate"
 
 
-def approximate_neighbours(m: EmbeddingMatrix, rows: np.ndarray, k: int, *, seed: int = 0,
-                           progress: ProgressFn | None = None,
+def approximate_neighbors(m: EmbeddingMatrix, rows: np.ndarray, k: int, *, seed: int = 0,
+                          progress: ProgressFn | None = None,
                            cancel: CancelFn | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each compared row's k nearest compared rows by cosine (itself left out), approximately.
 
@@ -65,7 +65,7 @@ def approximate_neighbours(m: EmbeddingMatrix, rows: np.ndarray, k: int, *, seed
     # exact search, which never returns them.
     x[~np.isfinite(x).all(axis=1)] = 0.0
     n = int(rows.size)
-    graph = NNDescent(x, n_neighbors=min(n - 1, max(MIN_GRAPH_NEIGHBOURS, k + 1)), metric="cosine",
+    graph = NNDescent(x, n_neighbors=min(n - 1, max(MIN_GRAPH_NEIGHBORS, k + 1)), metric="cosine",
                       random_state=seed, low_memory=True, compressed=True, verbose=False)
     report(0.9, "approximate neighbours: reading the graph")
     found, dist = graph.neighbor_graph
@@ -83,4 +83,4 @@ def approximate_neighbours(m: EmbeddingMatrix, rows: np.ndarray, k: int, *, seed
     return _readonly(ids), _readonly(scores)
 
 
-__all__ = ["EXACT_MAX_WORK", "SEARCHES", "approximate_neighbours", "choose_search"]
+__all__ = ["EXACT_MAX_WORK", "SEARCHES", "approximate_neighbors", "choose_search"]

@@ -13,7 +13,7 @@ import numpy as np
 from core._io import atomic_dir
 from core.compare._approx import choose_search
 from core.compare._common import _CHUNK_VALUES, _check_int, _span
-from core.compare._neighbours import _neighbours
+from core.compare._neighbors import _neighbors
 from core.compare._result import Comparison
 from core.compare._run import _compare
 from core.errors import ParameterError
@@ -171,8 +171,8 @@ def quantization_impact(m: EmbeddingMatrix, formats: Sequence[str] = QUANT_FORMA
         raise ParameterError(f"k={k}: only {rows.size:,} tokens are compared; choose k ≤ {rows.size - 1:,}")
     share = 1.0 / (len(fmts) + 1)
     how = choose_search(search, int(rows.size), m.dim, device)
-    nb_a, sc_a = _neighbours(m, rows, k, device, _span(report, 0.0, share, f"{k} neighbours of {rows.size:,} "
-                                                       "tokens in the original"), cancel, how)
+    nb_a, sc_a = _neighbors(m, rows, k, device, _span(report, 0.0, share, f"{k} neighbours of {rows.size:,} "
+                                                      "tokens in the original"), cancel, how)
     impacts = []
     for i, fmt in enumerate(fmts):
         report(share * (i + 1), f"{fmt} copy")

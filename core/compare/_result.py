@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 #: Orders of the moved-most table.
-SORTS: tuple[str, ...] = ("drift", "jaccard", "norm_change", "token")
+SortKey = Literal["drift", "jaccard", "norm_change", "token"]
+SORTS: tuple[SortKey, ...] = get_args(SortKey)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import numpy as np
 from core.compare._align import VocabularyMatch, _drift, fit_rotation, match_vocabulary, shared_space
 from core.compare._approx import choose_search
 from core.compare._common import _check_int, _label, _readonly, _span
-from core.compare._neighbours import _neighbours, jaccard
+from core.compare._neighbors import _neighbors, jaccard
 from core.compare._result import Comparison
 from core.errors import ParameterError
 from core.matrix import EmbeddingMatrix
@@ -154,13 +154,13 @@ def _compare(a: EmbeddingMatrix, b: EmbeddingMatrix, *, k: int, align: bool | No
     if known_a is not None and np.array_equal(known_a[0], rows_a):
         nb_a, sc_a = known_a[1], known_a[2]
     else:
-        nb_a, sc_a = _neighbours(a, rows_a, k, device, _span(report, 0.08, 0.53, f"{k} neighbours of "
-                                                              f"{n:,} tokens in A"), cancel, how)
+        nb_a, sc_a = _neighbors(a, rows_a, k, device, _span(report, 0.08, 0.53, f"{k} neighbours of "
+                                                             f"{n:,} tokens in A"), cancel, how)
     if identical and np.array_equal(rows_a, rows_b):
         nb_b, sc_b = nb_a, sc_a  # the same rows of the same vectors: the same neighbours
     else:
-        nb_b, sc_b = _neighbours(b, rows_b, k, device,
-                                 _span(report, 0.53, 0.98, f"{k} neighbours of {n:,} tokens in B"), cancel, how)
+        nb_b, sc_b = _neighbors(b, rows_b, k, device,
+                                _span(report, 0.53, 0.98, f"{k} neighbours of {n:,} tokens in B"), cancel, how)
     report(0.98, "Jaccard@k")
     jac = jaccard(nb_a, nb_b)
     norm_a = _readonly(np.asarray(a.norms[rows_a], dtype=np.float32))

@@ -8,7 +8,7 @@ check, and write a NEW folder that opens like any other matrix, with a ``run.jso
     >>> from core import finetune
     >>> m = core.load("demo")
     >>> run = finetune.finetune(m, finetune.demo_corpus(), finetune.SGNSConfig(epochs=2), "runs/finance")
-    >>> run.card["metrics"]["final_epoch_loss"] < run.card["metrics"]["first_epoch_loss"]
+    >>> run.card.metrics["final_epoch_loss"] < run.card.metrics["first_epoch_loss"]   # a typed RunCard
     True
     >>> tuned = core.load("runs/finance")                        # same vocabulary, fine-tuned rows
     >>> finetune.list_runs("runs")[0].summary()["objective"]
@@ -24,6 +24,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from core.corpus import Corpus, load_corpus, read_labelled, read_texts, tokenize
+from core.finetune._card import RunCard, RunOutput, RunSource
+from core.finetune._config import Objective
 from core.finetune._monitor import TrainingDiverged, TrainingUpdate, UpdateFn
 from core.finetune.classify import ClassifyConfig, LabelledData, prepare, train_classifier
 from core.finetune.devices import Device, choose_device
@@ -67,8 +69,12 @@ __all__ = [
     "Corpus",
     "Device",
     "LabelledData",
+    "Objective",
     "RankFailed",
     "Run",
+    "RunCard",
+    "RunOutput",
+    "RunSource",
     "SGNSConfig",
     "TrainResult",
     "TrainingDiverged",

@@ -10,9 +10,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
+from core import errors
 from core.errors import ParameterError
+
+#: The training objectives: domain skip-gram on raw text, or a classifier on labelled texts.
+Objective = Literal["sgns", "classify"]
 
 
 def opt(default: Any, help: str) -> Any:
@@ -49,8 +53,7 @@ def check_float(name: str, value: object, lo: float, hi: float | None = None, *,
 
 
 def check_choice(name: str, value: object, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ParameterError(f"{name}={value!r}: must be one of {', '.join(repr(c) for c in choices)}")
+    errors.check_choice(name, value, choices)
 
 
 def check_words(name: str, value: object) -> None:

@@ -332,8 +332,8 @@ class Watch:
             return []
         q = self._current(table)
         cos_start = np.einsum("ij,ij->i", _unit(q), _unit(self._start))
-        ids, scores = _neighbours(self.m, q, self.trained, table, self.k,
-                                  [list(it.rows) for it in self.items])
+        ids, scores = _neighbors(self.m, q, self.trained, table, self.k,
+                                 [list(it.rows) for it in self.items])
         rows = []
         for i, it in enumerate(self.items):
             nb = [[self.m.index_to_key[int(j)], round(float(s), 4)] for j, s in zip(ids[i], scores[i], strict=True)
@@ -349,8 +349,8 @@ class Watch:
                 "k": self.k, "per_epoch": self.history}
 
 
-def _neighbours(m: EmbeddingMatrix, q: np.ndarray, trained: np.ndarray, table: np.ndarray, k: int,
-                exclude: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+def _neighbors(m: EmbeddingMatrix, q: np.ndarray, trained: np.ndarray, table: np.ndarray, k: int,
+               exclude: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` cosine neighbours of ``q`` over ``m`` with rows ``trained`` replaced by ``table``.
 
     The untouched rows are searched by :func:`core.search.knn` (masking the trained ones); the trained

@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.corpus import UNKNOWN_POLICIES, TextSource, tokenize_texts
+from core.corpus import UNKNOWN_POLICIES, TextSource, UnknownPolicy, tokenize_texts
 from core.errors import FormatError, ParameterError
 from core.finetune import _config as cfg
 from core.finetune._monitor import Monitor, UpdateFn, Watch, check_ids, default_watch, downsample, resolve_watch
-from core.finetune.devices import DEVICE_CHOICES, Device, choose_device
+from core.finetune.devices import DEVICE_CHOICES, Device, DevicePreference, choose_device
 from core.finetune.distributed import SINGLE, Dist
 from core.finetune.sgns import TrainResult, torch_threads
 from core.matrix import EmbeddingMatrix
@@ -42,7 +42,7 @@ from core.progress import CancelFn, ProgressFn, Reporter
 class ClassifyConfig:
     """Settings of a supervised fine-tune (validated by :meth:`validate`, which names the field)."""
 
-    objective: ClassVar[str] = "classify"
+    objective: ClassVar[cfg.Objective] = "classify"
 
     text_column: str = cfg.opt("text", "column (key) holding the text")
     label_column: str = cfg.opt("label", "column (key) holding the label")
@@ -56,14 +56,14 @@ class ClassifyConfig:
     val_fraction: float = cfg.opt(0.2, "share of the rows held out (stratified) for validation")
     patience: int = cfg.opt(3, "stop after this many epochs without a better validation loss (after "
                                "the unfreeze)")
-    unknown: str = cfg.opt("skip", "text pieces the vocabulary lacks: 'skip' them or map them to the 'unk' "
+    unknown: UnknownPolicy = cfg.opt("skip", "text pieces the vocabulary lacks: 'skip' them or map them to the 'unk' "
                                    "token")
     cjk_chars: bool = cfg.opt(False, "word vocabularies: split CJK text into single characters")
     watch: tuple[str, ...] = cfg.opt((), "words whose drift and neighbours are tracked per epoch (default: "
                                          "the texts' most frequent words)")
     watch_size: int = cfg.opt(8, "how many frequent words to watch when no watch words are given")
     neighbours: int = cfg.opt(5, "nearest neighbours listed per watched word and epoch")
-    device: str = cfg.opt("auto", "'auto' (CUDA, then MPS, then CPU), or 'cuda'/'mps'/'cpu'")
+    device: DevicePreference = cfg.opt("auto", "'auto' (CUDA, then MPS, then CPU), or 'cuda'/'mps'/'cpu'")
     threads: int = cfg.opt(1, "CPU threads for torch during the run; its steps are small, so 1 is "
                                "usually fastest (0 leaves torch's setting)")
     seed: int = cfg.opt(0, "random seed; the same seed gives the same result on CPU")
@@ -147,7 +147,7 @@ class LabelledData:
         }
 
 
-def prepare(m: EmbeddingMatrix, texts: list[str], labels: list[str], *, unknown: str = "skip",
+def prepare(m: EmbeddingMatrix, texts: list[str], labels: list[str], *, unknown: UnknownPolicy = "skip",
             cjk_chars: bool = False, source: TextSource | None = None) -> LabelledData:
     """Tokenise labelled texts and check the labels.
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 
 from core.errors import ParameterError
 
 #: Values accepted by ``device=`` in the fine-tuning configs.
-DEVICE_CHOICES = ("auto", "cuda", "mps", "cpu")
+DevicePreference = Literal["auto", "cuda", "mps", "cpu"]
+DEVICE_CHOICES: tuple[DevicePreference, ...] = get_args(DevicePreference)
 
 
 @dataclass(frozen=True)
@@ -86,4 +88,4 @@ def choose_device(prefer: str = "auto", local_rank: int | None = None) -> Device
     return Device(torch.device("cpu"), "cpu")
 
 
-__all__ = ["DEVICE_CHOICES", "Device", "choose_device"]
+__all__ = ["DEVICE_CHOICES", "Device", "DevicePreference", "choose_device"]

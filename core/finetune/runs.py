@@ -15,6 +15,7 @@ Nothing is written until training has finished: a cancelled run, a NaN loss or a
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import math
@@ -23,9 +24,10 @@ import platform
 import re
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
@@ -33,6 +35,8 @@ from core._io import atomic_dir, check_target
 from core.corpus import Corpus, load_corpus, read_labelled
 from core.errors import FormatError, ParameterError
 from core.finetune import _config as cfg
+from core.finetune._card import CARD_FORMAT, SINGLE_PROCESS, RunCard, RunOutput, RunSource
+from core.finetune._config import Objective
 from core.finetune._monitor import UpdateFn
 from core.finetune.classify import ClassifyConfig, LabelledData, prepare, train_classifier
 from core.finetune.devices import Device
@@ -44,9 +48,8 @@ from core.loaders._safetensors import write_tensors
 from core.matrix import EmbeddingMatrix
 from core.progress import CancelFn, ProgressFn
 
-#: The run card's file name and format tag.
+#: The run card's file name (its format tag is :data:`CARD_FORMAT`).
 RUN_FILE = "run.json"
-CARD_FORMAT = "embedscope-run/1"
 #: Environment variable naming the runs folder (default ``./runs``).
 RUNS_ENV = "EMBEDSCOPE_RUNS"
 #: The safetensors file of a run's output (the name every safetensors folder Embedscope writes uses).
@@ -57,7 +60,7 @@ DEFAULT_TENSOR = "embeddings"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                    "vocab.txt", "vocab.json", "merges.txt", "tokenizer.model", "spiece.model",
                    "sentencepiece.bpe.model")
-OBJECTIVES = ("sgns", "classify")
+OBJECTIVES: tuple[Objective, ...] = get_args(Objective)
 
 Config = SGNSConfig | ClassifyConfig
 
@@ -84,49 +87,47 @@ def config_for(objective: str, **settings: Any) -> Config:
     return config
 
 
-def config_from_card(card: dict[str, Any]) -> Config:
-    """The config a run card records (so a run can be repeated or checked)."""
+def config_from_card(card: RunCard | Mapping[str, Any]) -> Config:
+    """The config a run card records (so a run can be repeated or checked); also takes a parsed ``run.json``."""
     return config_for(str(card.get("objective")), **dict(card.get("config") or {}))
 
 
 @dataclass(frozen=True)
 class Run:
-    """A finished run: its folder and its card (the parsed ``run.json``)."""
+    """A finished run: its folder and its card (``run.json``, read)."""
 
     path: Path
-    card: dict[str, Any]
+    card: RunCard
 
     @property
     def run_id(self) -> str:
-        return str(self.card.get("run_id", self.path.name))
+        return self.card.run_id
 
     @property
-    def objective(self) -> str:
-        return str(self.card.get("objective", "?"))
+    def objective(self) -> Objective:
+        return self.card.objective
 
     @property
     def created(self) -> str:
-        return str(self.card.get("created", ""))
+        return self.card.created
 
     @property
     def metrics(self) -> dict[str, Any]:
-        return dict(self.card.get("metrics") or {})
+        return dict(self.card.metrics)
 
     @property
     def config(self) -> dict[str, Any]:
-        return dict(self.card.get("config") or {})
+        return dict(self.card.config)
 
     def summary(self) -> dict[str, Any]:
         """One flat row for a table of runs: when, what, on which data, and the headline numbers."""
         c, mt = self.card, self.metrics
-        src = c.get("source") or {}
-        corpus = c.get("corpus") or {}
+        src = str(c.source.path or "")
         row: dict[str, Any] = {
             "run": self.run_id, "objective": self.objective, "created": self.created[:19].replace("T", " "),
-            "source": Path(str(src.get("path", ""))).name or str(src.get("path", "")),
-            "corpus": Path(str(corpus.get("path", ""))).name, "epochs": c.get("epochs_run"),
-            "tokens seen": c.get("tokens_seen"), "duration s": round(float(c.get("duration_s") or 0), 1),
-            "device": c.get("device"),
+            "source": Path(src).name or src, "corpus": Path(str(c.corpus.get("path", ""))).name,
+            "epochs": c.epochs_run, "tokens seen": c.tokens_seen, "duration s": round(float(c.duration_s or 0), 1),
+            "device": c.device,
         }
         if self.objective == "sgns":
             row["final loss"] = _round(mt.get("final_epoch_loss"))
@@ -142,21 +143,6 @@ def _round(v: Any, nd: int = 4) -> Any:
     return round(float(v), nd) if isinstance(v, (int, float)) and math.isfinite(float(v)) else v
 
 
-def _clean(obj: Any) -> Any:
-    """JSON-safe: NaN/Inf become null, numpy values become Python ones, tuples become lists."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def load_run(folder: str | os.PathLike[str]) -> Run:
     """The run in ``folder`` (its ``run.json``).
 
@@ -168,12 +154,10 @@ def load_run(folder: str | os.PathLike[str]) -> Run:
     if not card_path.is_file():
         raise FormatError(f"{path}: no {RUN_FILE} here; this is not an Embedscope run folder")
     try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
+        data = json.loads(card_path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:
         raise FormatError(f"{card_path}: not valid JSON ({err})") from err
-    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
-        raise FormatError(f"{card_path}: not an Embedscope run card (format {CARD_FORMAT!r} expected)")
-    return Run(card_path.parent, card)
+    return Run(card_path.parent, RunCard.from_json(data, where=str(card_path)))
 
 
 def list_runs(root: str | os.PathLike[str] | None = None) -> list[Run]:
@@ -279,11 +263,12 @@ def _write_config(m: EmbeddingMatrix, tmp: Path, tensor: str) -> None:
     (tmp / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
-def write_output(m: EmbeddingMatrix, vectors: np.ndarray, card: dict[str, Any], out: str | os.PathLike[str], *,
-                 force: bool = False, sources: list[str] | None = None) -> Path:
+def write_output(m: EmbeddingMatrix, vectors: np.ndarray, card: RunCard | Mapping[str, Any],
+                 out: str | os.PathLike[str], *, force: bool = False, sources: list[str] | None = None) -> Path:
     """Write the fine-tuned matrix, its vocabulary and the run card into a new folder, atomically.
 
-    The folder is checked by opening it with :func:`core.load` before it takes its final name.
+    ``card`` is the card training made (or its JSON form); its ``output`` gains the folder, files and
+    fingerprint. The folder is checked by opening it with :func:`core.load` before it takes its final name.
 
     Raises:
         OutputExistsError: ``out`` exists and ``force`` is not set.
@@ -294,13 +279,14 @@ def write_output(m: EmbeddingMatrix, vectors: np.ndarray, card: dict[str, Any], 
     from core.loaders import load
 
     out = Path(out)
+    if not isinstance(card, RunCard):
+        card = RunCard.from_json(card)
     srcs = sources if sources is not None else _sources(m, "")
     _check_out(out, force, srcs)
     tensor = _tensor_name(m)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     with atomic_dir(out, force=force, sources=srcs) as tmp:
-        write_tensors(tmp / WEIGHTS_FILE, {tensor: vectors},
-                      {"format": "pt", "embedscope_run": str(card.get("run_id", ""))})
+        write_tensors(tmp / WEIGHTS_FILE, {tensor: vectors}, {"format": "pt", "embedscope_run": card.run_id})
         files = [WEIGHTS_FILE, *_write_vocabulary(m, tmp)]
         _write_config(m, tmp, tensor)
         files.append("config.json")
@@ -308,11 +294,11 @@ def write_output(m: EmbeddingMatrix, vectors: np.ndarray, card: dict[str, Any], 
         if reopened.shape != m.shape or reopened.index_to_key != m.index_to_key:
             raise FormatError(f"{out}: the written matrix does not reopen as the source's vocabulary and shape "
                               f"({reopened.shape} vs {m.shape}); nothing was kept")
-        card = dict(card)
-        card["output"] = {**dict(card.get("output") or {}), "folder": str(out.resolve()), "tensor": tensor,
-                          "files": sorted([*files, RUN_FILE]), "shape": list(vectors.shape), "dtype": "float32",
-                          "fingerprint": reopened.fingerprint}
-        (tmp / RUN_FILE).write_text(json.dumps(_clean(card), indent=1, ensure_ascii=False, allow_nan=False),
+        rows, dim = vectors.shape
+        card = dataclasses.replace(card, output=dataclasses.replace(
+            card.output, folder=str(out.resolve()), tensor=tensor, files=tuple(sorted([*files, RUN_FILE])),
+            shape=(int(rows), int(dim)), dtype="float32", fingerprint=reopened.fingerprint))
+        (tmp / RUN_FILE).write_text(json.dumps(card.to_json(), indent=1, ensure_ascii=False, allow_nan=False),
                                     encoding="utf-8")
         # the temp folder was made private (mkdtemp); the finished run is an ordinary readable folder
         tmp.chmod(0o755)
@@ -378,7 +364,7 @@ class Trained:
     """A finished training, not yet written: the full matrix, its run card, and where it goes."""
 
     vectors: np.ndarray
-    card: dict[str, Any]
+    card: RunCard
     out: Path
     sources: list[str]
 
@@ -433,24 +419,22 @@ def train_run(m: EmbeddingMatrix, data: str | os.PathLike[str] | Corpus | Labell
             parent_run = load_run(parent).run_id
         except FormatError:
             parent_run = None
-    card: dict[str, Any] = {
-        "format": CARD_FORMAT, "run_id": run_id, "objective": config.objective, "status": "completed",
-        "created": created, "finished": _now(), "duration_s": round(time.perf_counter() - t0, 3),
-        "device": result.device, "autocast": result.autocast, "seed": config.seed,
-        "distributed": result.distributed or {"world_size": 1, "backend": "none"},
-        "config": config.to_json(),
-        "source": {"path": p.path, "format": p.format, "tensor": p.tensor, "dtype": p.dtype,
-                   "shape": list(m.shape), "fingerprint": m.fingerprint, "vocab_source": p.vocab_source,
-                   "tokenizer": m.tokenizer.scheme, "parent_run": parent_run},
-        "corpus": data_json, "tokens_seen": result.tokens_seen, "unknown_tokens": unknown,
-        "steps": result.steps, "epochs_run": result.epochs_run, "epochs": result.epochs,
-        **result.curves,
-        "watch": result.watch, "metrics": result.metrics,
-        "output": {"rows_trained": int(result.rows.shape[0]), "rows_changed": result.metrics.get("rows_changed")},
-        "versions": _versions(),
-    }
-    card["grad_norm"]["of"] = ("embedding rows, sum over the step's pairs" if config.objective == "sgns"
-                               else "embedding, before clipping (0 while frozen)")
+    curves = dict(result.curves)
+    curves["grad_norm"] = {**curves["grad_norm"], "of": "embedding rows, sum over the step's pairs"
+                           if config.objective == "sgns" else "embedding, before clipping (0 while frozen)"}
+    rows, dim = m.shape
+    card = RunCard(
+        run_id=run_id, objective=config.objective, created=created, finished=_now(),
+        duration_s=round(time.perf_counter() - t0, 3), device=result.device, autocast=result.autocast,
+        seed=config.seed, distributed=result.distributed or dict(SINGLE_PROCESS), config=config.to_json(),
+        source=RunSource(path=p.path, format=p.format, tensor=p.tensor, dtype=p.dtype, shape=(rows, dim),
+                         fingerprint=m.fingerprint, vocab_source=p.vocab_source, tokenizer=m.tokenizer.scheme,
+                         parent_run=parent_run),
+        corpus=data_json, tokens_seen=result.tokens_seen, unknown_tokens=unknown, steps=result.steps,
+        epochs_run=result.epochs_run, epochs=result.epochs, curves=curves, watch=result.watch,
+        metrics=result.metrics,
+        output=RunOutput(rows_trained=int(result.rows.shape[0]), rows_changed=result.metrics.get("rows_changed")),
+        versions=_versions())
     return Trained(vectors, card, out_path, sources)
 
 
@@ -460,5 +444,6 @@ def safe_name(text: str) -> str:
 
 
 __all__ = ["CARD_FORMAT", "DEFAULT_TENSOR", "OBJECTIVES", "RUNS_ENV", "RUN_FILE", "WEIGHTS_FILE", "Run",
-           "config_for", "config_from_card", "default_out", "finetune", "list_runs", "load_run", "new_run_id",
-           "read_data", "runs_root", "safe_name", "train_run", "write_output", "Trained"]
+           "RunCard", "RunOutput", "RunSource", "config_for", "config_from_card", "default_out", "finetune",
+           "list_runs", "load_run", "new_run_id", "read_data", "runs_root", "safe_name", "train_run",
+           "write_output", "Trained"]

@@ -30,24 +30,25 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.corpus import UNKNOWN_POLICIES, Corpus
+from core.corpus import UNKNOWN_POLICIES, Corpus, UnknownPolicy
 from core.errors import ParameterError
 from core.finetune import _config as cfg
 from core.finetune._monitor import Monitor, UpdateFn, Watch, check_ids, default_watch, resolve_watch
 from core.finetune._sgns_data import CHUNK_TOKENS, chunk_bounds, keep_probability, negative_table, pairs
-from core.finetune.devices import DEVICE_CHOICES, Device, choose_device
+from core.finetune.devices import DEVICE_CHOICES, Device, DevicePreference, choose_device
 from core.finetune.distributed import SINGLE, SYNCS_PER_EPOCH, Dist, shard_bounds
 from core.matrix import EmbeddingMatrix
 from core.progress import CancelFn, ProgressFn
 
 #: Values accepted by ``context=``.
-CONTEXT_INITS = ("copy", "random", "tied")
+ContextInit = Literal["copy", "random", "tied"]
+CONTEXT_INITS: tuple[ContextInit, ...] = get_args(ContextInit)
 # Negative-sampling table: entries per vocabulary row, bounded; small enough to stay in cache (random reads
 # from a large table cost more than the draw itself).
 _NEG_PER_ROW, _NEG_MIN, _NEG_MAX = 64, 1 << 16, 1 << 24
@@ -59,7 +60,7 @@ _CPU_BATCH = 4096
 class SGNSConfig:
     """Settings of a domain skip-gram run (validated by :meth:`validate`, which names the field)."""
 
-    objective: ClassVar[str] = "sgns"
+    objective: ClassVar[cfg.Objective] = "sgns"
 
     epochs: int = cfg.opt(5, "passes over the corpus")
     window: int = cfg.opt(5, "largest distance between a centre token and a context token (each centre "
@@ -72,9 +73,9 @@ class SGNSConfig:
     min_count: int = cfg.opt(1, "train only tokens that occur at least this often in the corpus")
     batch_size: int = cfg.opt(0, "(centre, context) pairs per step; 0 picks by device (4096 on a CPU, where "
                                  "pairs are applied one by one; on a GPU 32768 for 100 dims, 8192 for 384)")
-    context: str = cfg.opt("tied", "context vectors: 'tied' (the matrix itself, one table for both roles), "
+    context: ContextInit = cfg.opt("tied", "context vectors: 'tied' (the matrix itself, one table for both roles), "
                                    "a 'copy' of the matrix trained apart, or small 'random' values")
-    unknown: str = cfg.opt("skip", "corpus pieces the vocabulary lacks: 'skip' them or map them to the "
+    unknown: UnknownPolicy = cfg.opt("skip", "corpus pieces the vocabulary lacks: 'skip' them or map them to the "
                                    "'unk' token")
     cjk_chars: bool = cfg.opt(False, "word vocabularies: split CJK text into single characters")
     text_column: str | None = cfg.opt(None, "column (key) holding the text in a .csv/.tsv/.jsonl corpus")
@@ -82,7 +83,7 @@ class SGNSConfig:
                                          "the corpus's most frequent words)")
     watch_size: int = cfg.opt(8, "how many frequent words to watch when no watch words are given")
     neighbours: int = cfg.opt(5, "nearest neighbours listed per watched word and epoch")
-    device: str = cfg.opt("auto", "'auto' (CUDA, then MPS, then CPU), or 'cuda'/'mps'/'cpu'")
+    device: DevicePreference = cfg.opt("auto", "'auto' (CUDA, then MPS, then CPU), or 'cuda'/'mps'/'cpu'")
     threads: int = cfg.opt(1, "CPU threads for torch during the run; its steps are small, so 1 is "
                                "usually fastest (0 leaves torch's setting)")
     seed: int = cfg.opt(0, "random seed; the same seed gives the same result on CPU")
@@ -134,7 +135,7 @@ class TrainResult:
         distributed: world size, backend, how ranks agreed, and each rank's tokens and tokens/s.
     """
 
-    objective: str
+    objective: cfg.Objective
     rows: np.ndarray
     vectors: np.ndarray
     device: str

@@ -25,6 +25,7 @@ that compute them once per server).
 from core.projection._colour import (
     FREQUENCY_BUCKETS,
     Colouring,
+    Neighborhood,
     Neighbourhood,
     colour,
     colour_options,
@@ -34,9 +35,9 @@ from core.projection._colour import (
     points_in_box,
     search,
 )
-from core.projection._config import METHOD_NAMES, METHODS, METRICS, Projection, ProjectionConfig
+from core.projection._config import METHOD_NAMES, METHODS, METRICS, Method, Metric, Projection, ProjectionConfig
 from core.projection._methods import available_memory, check_memory, memory_needed, project
-from core.projection._selection import SAMPLINGS, Selection, SelectionConfig, select
+from core.projection._selection import SAMPLINGS, Sampling, Selection, SelectionConfig, select
 from core.projection._store import CACHE_ENV, Job, ProjectionJobs, ProjectionStore, cache_root
 
 #: Above this many points a 2-D view of every point is drawn with WebGL (plotly's ``scattergl``) instead of
@@ -53,11 +54,15 @@ __all__ = [
     "SAMPLINGS",
     "Colouring",
     "Job",
+    "Method",
+    "Metric",
+    "Neighborhood",
     "Neighbourhood",
     "Projection",
     "ProjectionConfig",
     "ProjectionJobs",
     "ProjectionStore",
+    "Sampling",
     "Selection",
     "SelectionConfig",
     "available_memory",

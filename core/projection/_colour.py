@@ -121,7 +121,7 @@ def colour(m: EmbeddingMatrix, selection: Selection, by: str = "kind", lang: str
 
 
 @dataclass(frozen=True)
-class Neighbourhood:
+class Neighborhood:
     """A searched label and its nearest neighbours among the projected points."""
 
     query: str
@@ -131,7 +131,11 @@ class Neighbourhood:
     similarities: tuple[float, ...]
 
 
-def search(m: EmbeddingMatrix, projection: Projection, label: str, k: int = 10) -> Neighbourhood:
+#: The British spelling, kept: it is a public name (identifiers are spelt "neighbor" now).
+Neighbourhood = Neighborhood
+
+
+def search(m: EmbeddingMatrix, projection: Projection, label: str, k: int = 10) -> Neighborhood:
     """Find ``label`` and its ``k`` nearest neighbours (cosine, in the original space) among the points.
 
     Raises:
@@ -150,10 +154,10 @@ def search(m: EmbeddingMatrix, projection: Projection, label: str, k: int = 10) 
     where_of = {int(r): p for p, r in enumerate(idx.tolist())}
     keep = [(where_of[int(i)], float(s)) for i, s in zip(ids[0], sims[0], strict=True)
             if int(i) >= 0 and int(i) != row][:k]
-    return Neighbourhood(text, row, bool(where.size), tuple(p for p, _ in keep), tuple(s for _, s in keep))
+    return Neighborhood(text, row, bool(where.size), tuple(p for p, _ in keep), tuple(s for _, s in keep))
 
 
-def highlight_column(n: int, hood: Neighbourhood | None, projection: Projection) -> list[str]:
+def highlight_column(n: int, hood: Neighborhood | None, projection: Projection) -> list[str]:
     """A per-point column: "match" for the searched label, "neighbour" for its neighbours, "" otherwise."""
     out = [""] * n
     if hood is None:

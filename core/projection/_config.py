@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 
@@ -17,11 +17,13 @@ if TYPE_CHECKING:
     from core.projection._colour import Colouring
 
 #: Projection methods: PCA, t-SNE, UMAP, and custom semantic axes.
-METHODS = ("pca", "tsne", "umap", "axes")
+Method = Literal["pca", "tsne", "umap", "axes"]
+METHODS: tuple[Method, ...] = get_args(Method)
 #: Distances t-SNE and UMAP accept here (each is supported by both libraries' fast paths).
-METRICS = ("cosine", "euclidean", "manhattan")
+Metric = Literal["cosine", "euclidean", "manhattan"]
+METRICS: tuple[Metric, ...] = get_args(Metric)
 #: Method names as captions and axis titles show them.
-METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP", "axes": "Custom axes"}
+METHOD_NAMES: dict[str, str] = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP", "axes": "Custom axes"}
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -14,9 +15,10 @@ from core.matrix import EmbeddingMatrix
 from core.tokens import KINDS
 
 #: How points are chosen.
-SAMPLINGS = ("first", "random", "stratified", "neighbours", "list")
+Sampling = Literal["first", "random", "stratified", "neighbours", "list"]
+SAMPLINGS: tuple[Sampling, ...] = get_args(Sampling)
 
-_NEIGHBOURS_CAP = 1000
+_NEIGHBORS_CAP = 1000
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,8 @@ class SelectionConfig:
         if self.sampling == "neighbours":
             if not any(q.strip() for q in self.queries):
                 raise ParameterError("queries: the neighbourhood sampling needs at least one query word")
-            if not 1 <= self.k <= _NEIGHBOURS_CAP:
-                raise ParameterError(f"k={self.k}: neighbours per query must be between 1 and {_NEIGHBOURS_CAP}")
+            if not 1 <= self.k <= _NEIGHBORS_CAP:
+                raise ParameterError(f"k={self.k}: neighbours per query must be between 1 and {_NEIGHBORS_CAP}")
         if self.sampling == "list" and not any(t.strip() for t in self.tokens):
             raise ParameterError("tokens: the list sampling needs at least one token")
 

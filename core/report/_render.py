@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-STATUS_COLORS = {"pass": "#2e7d32", "warn": "#ef8f00", "fail": "#c62828", "n/a": "#757575"}
+from core._status import Status
+
+STATUS_COLORS: dict[Status, str] = {"pass": "#2e7d32", "warn": "#ef8f00", "fail": "#c62828", "n/a": "#757575"}
 
 
 def chart_data_uri(chart: Any) -> str:

@@ -31,13 +31,17 @@ from __future__ import annotations
 
 from core.search._backends import DEVICE_ENV, resolve_device
 from core.search.index import Filters, SearchIndex
-from core.search.knn import METRICS, candidate_mask, cosmul_knn, knn, knn_of_sums, knn_rows
+from core.search.knn import METRICS, Metric, candidate_mask, cosmul_knn, knn, knn_of_sums, knn_rows
 from core.search.query import Query, Term, looks_like_formula, parse_formula, resolve_query, resolve_term
 from core.search.words import (
+    LINKAGES,
     METHODS,
+    AnalogyMethod,
+    Linkage,
     Neighbor,
     Neighbors,
     OddOneOut,
+    Scoring,
     SimilarityTable,
     analogy,
     doesnt_match,
@@ -50,13 +54,18 @@ from core.search.words import (
 
 __all__ = [
     "DEVICE_ENV",
+    "LINKAGES",
     "METHODS",
     "METRICS",
+    "AnalogyMethod",
     "Filters",
+    "Linkage",
+    "Metric",
     "Neighbor",
     "Neighbors",
     "OddOneOut",
     "Query",
+    "Scoring",
     "SearchIndex",
     "SimilarityTable",
     "Term",

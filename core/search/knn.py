@@ -13,7 +13,7 @@ here runs the engine (:mod:`core.search._engine`) on the matrix's :class:`~core.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from core.matrix import EmbeddingMatrix
 
 #: Neighbour metrics: cosine and dot (larger is closer), euclidean (smaller is closer).
-METRICS: tuple[str, ...] = ("cosine", "euclidean", "dot")
+Metric = Literal["cosine", "euclidean", "dot"]
+METRICS: tuple[Metric, ...] = get_args(Metric)
 
 
 def candidate_mask(m: EmbeddingMatrix, filters: Filters | None) -> np.ndarray | None:
@@ -73,12 +74,19 @@ def _exact_distances(m: EmbeddingMatrix, queries: Callable[[int, int], np.ndarra
     return out
 
 
-def _check_metric(metric: str) -> None:
-    if metric not in METRICS:
-        raise ParameterError(f"metric must be one of {', '.join(METRICS)}; got {metric!r}")
+def check_metric(metric: str) -> Metric:
+    """``metric`` as a :data:`Metric`.
+
+    Raises:
+        ParameterError: not one of :data:`METRICS`.
+    """
+    for known in METRICS:
+        if metric == known:
+            return known
+    raise ParameterError(f"metric must be one of {', '.join(METRICS)}; got {metric!r}")
 
 
-def knn(m: EmbeddingMatrix, queries: Any, k: int = 10, metric: str = "cosine", *, exclude: Any = None,
+def knn(m: EmbeddingMatrix, queries: Any, k: int = 10, metric: Metric = "cosine", *, exclude: Any = None,
         restrict: int | None = None, mask: np.ndarray | None = None, device: str = "auto",
         progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest rows of ``m`` to each query vector; the one neighbour search of Embedscope.
@@ -105,7 +113,7 @@ def knn(m: EmbeddingMatrix, queries: Any, k: int = 10, metric: str = "cosine", *
     Raises:
         ParameterError: bad k, metric, shapes or restrict. Cancelled: through ``cancel``.
     """
-    _check_metric(metric)
+    check_metric(metric)
     k = check_k(k)
     q = as_matrix(queries, m.dim)
     plan = Plan(q, metric, prepare=unit_rows if metric == "cosine" else as_float32)
@@ -114,7 +122,7 @@ def knn(m: EmbeddingMatrix, queries: Any, k: int = 10, metric: str = "cosine", *
     return _finish(m, metric, ids, scores, lambda a, b: q[a:b])
 
 
-def knn_of_sums(m: EmbeddingMatrix, basis: Any, terms: Any, weights: Any, k: int = 10, metric: str = "cosine",
+def knn_of_sums(m: EmbeddingMatrix, basis: Any, terms: Any, weights: Any, k: int = 10, metric: Metric = "cosine",
                 *, exclude: Any = None, restrict: int | None = None, mask: np.ndarray | None = None,
                 device: str = "auto", progress: ProgressFn | None = None,
                 cancel: CancelFn | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -130,7 +138,7 @@ def knn_of_sums(m: EmbeddingMatrix, basis: Any, terms: Any, weights: Any, k: int
         weights: (n_queries × t) weights (e.g. +1, +1, -1 for b + c − a).
         k, metric, exclude, restrict, mask, device, progress, cancel: as in :func:`knn`.
     """
-    _check_metric(metric)
+    check_metric(metric)
     k = check_k(k)
     b = as_matrix(basis, m.dim, "basis").astype(np.float32, copy=False)
     t = term_rows(terms, b.shape[0], "terms")
@@ -186,7 +194,7 @@ def cosmul_knn(m: EmbeddingMatrix, basis: Any, positive: Any, negative: Any = No
     return _finish(m, "cosmul", ids, scores)
 
 
-def knn_rows(m: EmbeddingMatrix, ids: Any = None, k: int = 10, metric: str = "cosine", *,
+def knn_rows(m: EmbeddingMatrix, ids: Any = None, k: int = 10, metric: Metric = "cosine", *,
              restrict: int | None = None, mask: np.ndarray | None = None, device: str = "auto",
              progress: ProgressFn | None = None,
              cancel: CancelFn | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -25,6 +25,7 @@ from core.tokens import Piece
 
 if TYPE_CHECKING:
     from core.matrix import EmbeddingMatrix
+    from core.search.knn import Metric
 
 _OPERATORS = "+-"
 
@@ -202,7 +203,7 @@ class Query:
                 for t in self.terms).lstrip("+ "))
         return out
 
-    def vector(self, metric: str = "cosine") -> np.ndarray:
+    def vector(self, metric: Metric = "cosine") -> np.ndarray:
         """The query vector: with cosine, gensim's mean of unit vectors; with dot/euclidean, Σ weight·vector."""
         if not self.is_formula:
             return np.asarray(self.terms[0].vector)

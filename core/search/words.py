@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from core.errors import ParameterError, TokenNotFound
 from core.progress import CancelFn, ProgressFn
 from core.search._engine import unit_rows
 from core.search.index import Filters
-from core.search.knn import candidate_mask, cosmul_knn, knn
+from core.search.knn import Metric, candidate_mask, check_metric, cosmul_knn, knn
 from core.search.query import Query, Term, resolve_query, resolve_term, unit
 
 if TYPE_CHECKING:
@@ -35,7 +35,13 @@ if TYPE_CHECKING:
     from core.matrix import EmbeddingMatrix
 
 #: Analogy methods: "add" = 3CosAdd (gensim most_similar), "mul" = 3CosMul (most_similar_cosmul).
-METHODS: tuple[str, ...] = ("add", "mul")
+AnalogyMethod = Literal["add", "mul"]
+METHODS: tuple[AnalogyMethod, ...] = get_args(AnalogyMethod)
+#: What a result's scores are: a neighbour metric, or 3CosMul's ratio.
+Scoring = Metric | Literal["3cosmul"]
+#: scipy linkage methods for ordering a similarity table.
+Linkage = Literal["average", "complete", "single", "weighted"]
+LINKAGES: tuple[Linkage, ...] = get_args(Linkage)
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,7 @@ class Neighbors:
     """
 
     query: Query
-    metric: str
+    metric: Scoring
     neighbors: list[Neighbor]
 
     @property
@@ -80,8 +86,14 @@ class Neighbors:
         return {"query": self.query.text, "metric": self.metric, "notes": self.query.notes(),
                 "neighbors": [{"token": n.token, "id": n.id, "score": n.score} for n in self.neighbors]}
 
+    def to_analogy_json(self) -> dict[str, Any]:
+        """The CLI's ``analogy --json`` shape: query, method ("add" or "mul"), notes, results."""
+        return {"query": self.query.text, "method": "mul" if self.metric == "3cosmul" else "add",
+                "notes": self.query.notes(),
+                "results": [{"token": n.token, "score": n.score, "id": n.id} for n in self.neighbors]}
 
-def _results(m: EmbeddingMatrix, query: Query, metric: str, ids: np.ndarray, scores: np.ndarray) -> Neighbors:
+
+def _results(m: EmbeddingMatrix, query: Query, metric: Scoring, ids: np.ndarray, scores: np.ndarray) -> Neighbors:
     kinds = m.kinds
     out = [Neighbor(m.index_to_key[i], int(i), float(s), kinds[i]) for i, s in zip(ids, scores, strict=True)
            if i >= 0]
@@ -117,17 +129,18 @@ def neighbors_many(m: EmbeddingMatrix, queries: Sequence[str | Query], k: int = 
     """:func:`neighbors` for many queries in one pass over the matrix (one product per chunk)."""
     if not queries:
         raise ParameterError("queries is empty; give at least one query")
+    checked = check_metric(metric)
     parsed = [_as_query(m, q) for q in queries]
-    vecs = np.stack([np.asarray(p.vector(metric), dtype=np.float32) for p in parsed])
+    vecs = np.stack([np.asarray(p.vector(checked), dtype=np.float32) for p in parsed])
     exclude = [list(p.exclude) for p in parsed]
     f = filters or Filters()
-    ids, scores = knn(m, vecs, k, metric, exclude=exclude, restrict=f.first_n, mask=candidate_mask(m, f),
+    ids, scores = knn(m, vecs, k, checked, exclude=exclude, restrict=f.first_n, mask=candidate_mask(m, f),
                       device=device, progress=progress, cancel=cancel)
-    return [_results(m, p, metric, ids[i], scores[i]) for i, p in enumerate(parsed)]
+    return [_results(m, p, checked, ids[i], scores[i]) for i, p in enumerate(parsed)]
 
 
 def analogy(m: EmbeddingMatrix, query: str | Query | Sequence[str], negative: Sequence[str] = (), k: int = 10,
-            method: str = "add", filters: Filters | None = None, device: str = "auto") -> Neighbors:
+            method: AnalogyMethod = "add", filters: Filters | None = None, device: str = "auto") -> Neighbors:
     """Solve an analogy: ``analogy(m, "king - man + woman")`` or ``analogy(m, ["king", "woman"], ["man"])``.
 
     Args:
@@ -205,6 +218,11 @@ class OddOneOut:
     missing: list[TokenNotFound]
     terms: list[Term]
 
+    def to_json(self) -> dict[str, Any]:
+        """The CLI's ``doesnt-match --json`` shape: odd, ranking (token, score), missing (token, suggestions)."""
+        return {"odd": self.odd, "ranking": [{"token": w, "score": s} for w, s in self.ranking],
+                "missing": [{"token": e.token, "suggestions": e.suggestions} for e in self.missing]}
+
 
 def doesnt_match(m: EmbeddingMatrix, items: Sequence[str]) -> OddOneOut:
     """Which item doesn't go with the others (gensim ``doesnt_match``: furthest from the mean unit vector).
@@ -267,7 +285,7 @@ def similarity_matrix(m: EmbeddingMatrix, items: Sequence[str], cluster: bool = 
     Raises:
         ParameterError: an empty list or an unknown linkage method.
     """
-    if method not in ("average", "complete", "single", "weighted"):
+    if method not in LINKAGES:
         raise ParameterError(f"method must be average, complete, single or weighted; got {method!r}")
     found, missing = _resolve_items(m, items)
     if found:

@@ -51,10 +51,9 @@ def _config_widgets(objective: str, cls: type) -> dict[str, Any]:
     return values
 
 
-def _source_spec(card: dict[str, Any]) -> state.SourceSpec:
+def _source_spec(card: ft.RunCard) -> state.SourceSpec:
     """How to reopen a run's source: the demo when it was the demo, else its path and tensor."""
-    src = card.get("source") or {}
-    path = str(src.get("path", ""))
+    path = str(card.source.path or "")
     try:
         from core import demo_path
 
@@ -63,7 +62,7 @@ def _source_spec(card: dict[str, Any]) -> state.SourceSpec:
             return state.DEMO
     except Exception:  # no demo package installed: fall through to the path
         pass
-    return state.SourceSpec("path", path, tensor=src.get("tensor"), label=Path(path).parent.name or path)
+    return state.SourceSpec("path", path, tensor=card.source.tensor, label=Path(path).parent.name or path)
 
 
 def _run_spec(run: ft.Run) -> state.SourceSpec:
@@ -98,25 +97,25 @@ def _run_buttons(run: ft.Run, where: str) -> None:
 def _show_run(run: ft.Run, where: str) -> None:
     """Settings, metrics and charts of a finished run."""
     card = run.card
-    mt = card.get("metrics") or {}
+    mt = card.metrics
     cols = st.columns(4)
-    cols[0].metric("objective", card.get("objective", "?"))
-    cols[1].metric("device", str(card.get("device", "?")))
-    cols[2].metric("tokens seen", f"{card.get('tokens_seen', 0):,}")
-    cols[3].metric("unknown pieces", f"{card.get('unknown_tokens', 0):,}")
-    if card.get("objective") == "classify":
+    cols[0].metric("objective", card.objective)
+    cols[1].metric("device", card.device)
+    cols[2].metric("tokens seen", f"{card.tokens_seen:,}")
+    cols[3].metric("unknown pieces", f"{card.unknown_tokens:,}")
+    if card.objective == "classify":
         d1, d2 = st.columns(2)
         d1.metric("frozen baseline macro-F1", f"{mt.get('baseline_macro_f1', 0):.4f}")
         d2.metric("fine-tuned macro-F1", f"{mt.get('finetuned_macro_f1', 0):.4f}",
                   delta=f"{mt.get('finetuned_macro_f1', 0) - mt.get('baseline_macro_f1', 0):+.4f}")
-    lc, gc = card.get("loss_curve") or {}, card.get("grad_norm") or {}
+    lc, gc = card.curves.get("loss_curve") or {}, card.curves.get("grad_norm") or {}
     left, right = st.columns(2)
     if lc.get("step"):
         left.altair_chart(charts.loss_chart(lc["step"], lc["loss"], lc.get("epoch"), smooth=10), width="stretch")
     if gc.get("step"):
-        clip = (card.get("clipping") or {}).get("max_grad_norm")
+        clip = (card.curves.get("clipping") or {}).get("max_grad_norm")
         right.altair_chart(charts.grad_norm_chart(gc["step"], gc["value"], clip), width="stretch")
-    watch = (card.get("watch") or {}).get("per_epoch") or []
+    watch = card.watch.get("per_epoch") or []
     if watch:
         st.altair_chart(charts.watch_cosine_chart(watch), width="stretch")
         last = max(int(r["epoch"]) for r in watch)
@@ -125,8 +124,8 @@ def _show_run(run: ft.Run, where: str) -> None:
                                     "neighbours before": ", ".join(n[0] for n in before.get(r["token"], [])),
                                     f"neighbours after epoch {last}": ", ".join(n[0] for n in r["neighbours"])}
                                    for r in watch if r["epoch"] == last]), hide_index=True, width="stretch")
-    epochs = card.get("epochs") or []
-    if epochs and card.get("objective") == "classify":
+    epochs = card.epochs
+    if epochs and card.objective == "classify":
         st.altair_chart(charts.epoch_metrics_chart(epochs, ("loss", "val_loss", "val_macro_f1")), width="stretch")
         b, f = st.columns(2)
         b.caption("Frozen baseline (validation)")
@@ -134,9 +133,9 @@ def _show_run(run: ft.Run, where: str) -> None:
         f.caption("Fine-tuned (validation)")
         f.code(mt.get("finetuned", {}).get("text", ""), language=None)
     with st.expander("Settings, data and the whole run card"):
-        st.json({"config": card.get("config"), "corpus": card.get("corpus"), "source": card.get("source"),
-                 "output": card.get("output")}, expanded=False)
-        st.download_button("run.json", json.dumps(card, indent=1, ensure_ascii=False), "run.json",
+        st.json({"config": card.config, "corpus": card.corpus, "source": card.source.to_json(),
+                 "output": card.output.to_json()}, expanded=False)
+        st.download_button("run.json", json.dumps(card.to_json(), indent=1, ensure_ascii=False), "run.json",
                            "application/json", key=f"finetune.{where}.card")
     _run_buttons(run, where)
 
@@ -241,7 +240,7 @@ with new_tab:
                                       on_update=_on_update)
                 state.FINETUNE_LAST.set(str(run.path))
                 state.FINETUNE_FRESH_NAME.set(True)
-                st.success(f"Wrote {run.path} in {run.card['duration_s']:.1f} s")
+                st.success(f"Wrote {run.path} in {run.card.duration_s:.1f} s")
         except Cancelled:
             st.warning("Cancelled; nothing was written.")
     last = state.FINETUNE_LAST.get()
@@ -261,6 +260,5 @@ with runs_tab:
         ids = [r.run_id for r in runs]
         pick = st.selectbox("Run", ids, key="finetune.pick")
         chosen = runs[ids.index(pick)]
-        st.caption(f"`{chosen.path}` · from `{(chosen.card.get('source') or {}).get('path', '')}` · "
-                   f"{chosen.card.get('created', '')}")
+        st.caption(f"`{chosen.path}` · from `{chosen.card.source.path or ''}` · {chosen.card.created}")
         _show_run(chosen, "pick")

@@ -21,26 +21,16 @@ c1, c2 = st.columns([4, 1])
 text = c1.text_input("Text", value="Hello", key="lookup.text")
 special = c2.checkbox("Special tokens", value=False, key="lookup.special",
                       help="show [CLS]/[SEP]-like tokens the tokenizer adds")
-pieces = m.lookup(text, special=special) if text.strip() else []
-known = [p for p in pieces if not p.unknown]
-for p in pieces:
-    if p.unknown:
-        span = text[p.start:p.end] or p.token
-        st.error(str(TokenNotFound(span, m.suggest(span),
-                                   detail=f"the tokenizer maps it to {p.token}" if p.id >= 0 else "")))
+looked = stats.lookup(m, text, special=special) if text.strip() else None
+for err in looked.errors if looked else ():
+    st.error(str(err))
 
-if known:
-    kinds = m.kinds
-    table = pd.DataFrame({
-        "piece": [p.token for p in known], "id": [p.id for p in known],
-        "kind": [kinds[p.id] for p in known], "norm": [float(m.norms[p.id]) for p in known],
-        "text": [text[p.start:p.end] for p in known],
-    })
-    st.subheader(f"{len(known)} piece(s), {m.dim} values each")
-    st.dataframe(table, hide_index=True, width="stretch")
+if looked and looked.known:
+    st.subheader(f"{len(looked.known)} piece(s), {m.dim} values each")
+    st.dataframe(looked.table(), hide_index=True, width="stretch")
 
-    labels = list(dict.fromkeys(f"{p.token} ({p.id})" for p in known))
-    vectors = {f"{p.token} ({p.id})": np.asarray(m.vectors[p.id]) for p in known}
+    vectors = {p.label: np.asarray(p.vector) for p in looked.known}
+    labels = list(vectors)
     st.altair_chart(charts.vector_lines(vectors, first=100), width="stretch")
 
     left, right = st.columns(2)
@@ -55,15 +45,11 @@ if known:
         else:
             st.info("Type more than one piece to see the cosine between them.")
 
-    rows = [{"token": p.token, "id": p.id, **{f"d{i}": float(v) for i, v in enumerate(m.vectors[p.id])}}
-            for p in known]
     d1, d2 = st.columns(2)
-    d1.download_button("Vectors as CSV", pd.DataFrame(rows).to_csv(index=False), "vectors.csv", "text/csv",
+    d1.download_button("Vectors as CSV", looked.vectors_frame().to_csv(index=False), "vectors.csv", "text/csv",
                        key="lookup.csv")
-    payload = {"text": text, "pieces": [{"token": p.token, "id": p.id, "norm": float(m.norms[p.id]),
-                                         "vector": np.asarray(m.vectors[p.id]).astype(float).tolist()}
-                                        for p in known]}
-    d2.download_button("Vectors as JSON", json.dumps(payload), "vectors.json", "application/json",
+    # the same JSON as `embedscope lookup --json --allow-unknown`
+    d2.download_button("Vectors as JSON", json.dumps(looked.to_json()), "vectors.json", "application/json",
                        key="lookup.json")
 
 st.divider()

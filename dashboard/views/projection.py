@@ -181,7 +181,7 @@ draw = o4.radio("Draw", DRAW_OPTIONS, **state.bind("projection.draw"),
                      f"{pj.BROWSER_MAX_POINTS:,} points), or counts of points in grid cells")
 
 frame = proj.frame(m, colours)
-hood: pj.Neighbourhood | None = None
+hood: pj.Neighborhood | None = None
 if label.strip():
     with shown_errors(stop=False):
         hood = pj.search(m, proj, label, n_near)

@@ -65,7 +65,7 @@ def _lookup(page: Page) -> None:
     assert page.get_by_text("2 piece(s), 384 values each").count() == 1
 
 
-def _neighbours(page: Page) -> None:
+def _neighbors(page: Page) -> None:
     _type(page, "Query", "king - man + woman")
     _in_table(page, "queen")
     assert _charts(page) >= 1
@@ -130,7 +130,7 @@ def _gate(page: Page) -> None:
 PAGES: dict[str, tuple[str, Callable[[Page], None]]] = {
     "": ("Overview", _overview),
     "lookup": ("Token lookup", _lookup),
-    "neighbours": ("Neighbours & analogies", _neighbours),
+    "neighbors": ("Neighbours & analogies", _neighbors),
     "heatmap": ("Similarity heatmap", _heatmap),
     "benchmarks": ("Benchmarks", _benchmarks),
     "projection": ("Projection", _projection),

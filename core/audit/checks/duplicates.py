@@ -13,6 +13,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from core._status import Status
 from core.audit._context import Context
 from core.audit._neardup import exact_groups, near_groups
 from core.audit._shared import na, tokens_of
@@ -74,7 +75,7 @@ def run(ctx: Context) -> Check:
     # Equal padding rows past the tokenizer are never looked up: worth a look, not damage.
     padding = [g for g in exact if m.unassigned_from is not None and min(g) >= m.unassigned_from]
     damage = len(exact) - len(padding)
-    status = "fail" if damage > max_exact else "warn" if (len(near) > max_near or padding) else "pass"
+    status: Status = "fail" if damage > max_exact else "warn" if (len(near) > max_near or padding) else "pass"
     evidence = [r for g in exact + near for r in g]
     if not exact and not near:
         reason = f"no two rows are equal or closer than cosine {threshold:g}"

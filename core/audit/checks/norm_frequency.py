@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from core._status import Status
 from core.audit._context import Context
 from core.audit._shared import dropped_note, na, tokens_of
 from core.audit._spec import CheckSpec, register
@@ -67,7 +68,7 @@ def run(ctx: Context) -> Check:
     norms = scan.norms[ids]
     rho = _spearman(norms, freq)
     warn_below = policy.num("norm_frequency", "warn_below")
-    status = "warn" if rho < warn_below else "pass"
+    status: Status = "warn" if rho < warn_below else "pass"
     pick = np.arange(ids.size) if ids.size <= 4000 else np.sort(rng.choice(ids.size, 4000, replace=False))
     points = pd.DataFrame({"token": tokens_of(m, ids[pick]), "frequency": freq[pick], "norm": norms[pick]})
     evidence: list[int] = []

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from core._status import Status
 from core.audit._context import Context
 from core.audit._shared import na, robust_z
 from core.audit._spec import CheckSpec, register
@@ -26,13 +27,13 @@ from core.template import TemplateToken, template_tokens
 
 _INF = float("inf")
 #: Tokens whose neighbours are looked up (the table lists every token; past this, without neighbours).
-_MAX_NEIGHBOURED = 300
+_MAX_NEIGHBORED = 300
 
 
-def _neighbours(m: EmbeddingMatrix, ids: list[int], good: np.ndarray, k: int) -> dict[int, str]:
+def _neighbors(m: EmbeddingMatrix, ids: list[int], good: np.ndarray, k: int) -> dict[int, str]:
     from core.search import knn
 
-    rows = [i for i in ids if good[i]][:_MAX_NEIGHBOURED]
+    rows = [i for i in ids if good[i]][:_MAX_NEIGHBORED]
     if not rows or k < 1 or len(m) <= k:
         return {}
     try:
@@ -82,7 +83,7 @@ def run(ctx: Context) -> Check:
     flagged_emitted = [t for t in found.emitted if untrained(t) and not broken(t)]
     bad_unused = [t for t in found.unused if untrained(t)]
     every = [("emitted", t) for t in found.emitted] + [("declared, never emitted", t) for t in found.unused]
-    near = _neighbours(m, [t.id for _, t in every], scan.good, int(policy.num("template_tokens", "neighbours")))
+    near = _neighbors(m, [t.id for _, t in every], scan.good, int(policy.num("template_tokens", "neighbours")))
     table = pd.DataFrame({
         "token": [t.token for _, t in every], "id": [t.id for _, t in every], "role": [r for r, _ in every],
         "count": [t.count for _, t in every], "score": [float(scores[t.id]) for _, t in every],
@@ -91,7 +92,7 @@ def run(ctx: Context) -> Check:
         "neighbours": [near.get(t.id, "—") for _, t in every]},
         columns=["token", "id", "role", "count", "score", "norm", "norm z", "candidate", "under-trained",
                  "neighbours"])
-    status = ("fail" if len(bad_emitted) > policy.num("template_tokens", "max_untrained_emitted") else
+    status: Status = ("fail" if len(bad_emitted) > policy.num("template_tokens", "max_untrained_emitted") else
               "warn" if flagged_emitted or len(bad_unused) > policy.num("template_tokens", "max_untrained_unused")
               else "pass")
     src = f"the chat template ({found.source}) on a {'three' if found.notes else 'four'}-turn conversation"

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from core._status import Status
 from core.audit._context import Context
 from core.audit._shared import na
 from core.audit._spec import CheckSpec, register
@@ -65,7 +66,7 @@ def run(ctx: Context) -> Check:
                 config_size = int(c["vocab_size"])
                 break
     problems: list[str] = []
-    status = "pass"
+    status: Status = "pass"
     if len(missing) > policy.num("tokenizer", "max_missing"):
         status = "fail"
         problems.append(f"{len(missing)} vocabulary token ids reach past the matrix's {rows} rows (e.g. "
