@@ -1,5 +1,8 @@
-"""A Llama-like checkpoint for the big-matrix test and bench: 128,256 × 2,048 bf16
-``model.embed_tokens.weight`` and ``lm_head.weight`` in two safetensors shards, with a tokenizer.json."""
+"""A Llama-like checkpoint for the big-matrix test and benches: 128,256 × 2,048 bf16 (by default; any rows × dim)
+``model.embed_tokens.weight`` and ``lm_head.weight`` in two safetensors shards, with a tokenizer.json.
+
+``bench_big`` and the slow test use the default width; ``bench_scale`` audits an 8B-sized one (:data:`WIDE_DIM`).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +10,13 @@ import json
 from pathlib import Path
 
 ROWS, DIM = 128_256, 2_048
+#: The width of Llama 3 8B's table, for the audit of issue 17.
+WIDE_DIM = 4_096
 TENSOR = "model.embed_tokens.weight"
 
 
 def build(folder: Path, rows: int = ROWS, dim: int = DIM, seed: int = 0) -> Path:
-    """Write the checkpoint into ``folder`` (created) and return it."""
+    """Write a ``rows`` × ``dim`` checkpoint into ``folder`` (created) and return it."""
     import torch
     from safetensors.torch import save_file
     from tokenizers import Tokenizer, models, pre_tokenizers

@@ -1,4 +1,8 @@
-"""Run in a fresh process: open + stats + norms of the big checkpoint, printing time and peak RSS as JSON."""
+"""Run in a fresh process, printing time and peak RSS as JSON: ``python -m bench._bigrun FOLDER JOB``.
+
+Jobs: ``ours`` (open + stats + norms of the big checkpoint), ``raw`` (safetensors' own read of the same tensor)
+and ``audit`` (open, then the full audit: ``seconds`` is the audit's, ``open_seconds`` the open's).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,19 @@ def main(folder: str, what: str) -> None:
 
     base = proc_status_kib("VmRSS")
     t = time.perf_counter()
-    if what == "ours":
+    extra: dict[str, object] = {}
+    if what == "audit":
+        import core
+        from core.audit import audit
+
+        m = core.load(Path(folder))
+        extra["open_seconds"] = time.perf_counter() - t
+        extra["open_rss_kib"] = proc_status_kib("VmRSS")  # the imports and the opened table
+        t = time.perf_counter()
+        report = audit(m)
+        extra["summary"] = report.summary()
+        shape = m.shape
+    elif what == "ours":
         import core
         from core import stats
 
@@ -32,7 +48,8 @@ def main(folder: str, what: str) -> None:
         shape = a.shape
     elapsed = time.perf_counter() - t
     peak = proc_status_kib("VmHWM")
-    print(json.dumps({"seconds": elapsed, "peak_kib": peak, "base_kib": base, "shape": list(shape)}))
+    print(json.dumps({"seconds": elapsed, "peak_kib": peak, "base_kib": base, "shape": list(shape),
+                      **extra}))
 
 
 if __name__ == "__main__":

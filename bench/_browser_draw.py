@@ -45,34 +45,52 @@ def _settle(page: Any, timeout: float) -> None:
     page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout)
 
 
+def server_env(folder: Path) -> dict[str, str]:
+    """A bench server's environment: this one, with ``folder`` as the only data root, no hub, no password."""
+    env = {**os.environ, "EMBEDSCOPE_DATA_ROOTS": str(folder), "EMBEDSCOPE_NO_HUB": "1", "HF_HUB_OFFLINE": "1"}
+    env.pop("EMBEDSCOPE_PASSWORD", None)
+    return env
+
+
+def launch(playwright: Any) -> Any:
+    """Debian's chromium, headless, with software WebGL (:data:`ARGS`), from a started Playwright."""
+    return playwright.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+                                      headless=True, args=ARGS)
+
+
+def open_matrix(page: Any, path: Path, vocab: Path | None, timeout: float) -> None:
+    """Open ``path`` as a user does: the sidebar's "Open another matrix" (Local path), its vocabulary, Open.
+    Returns once the click is sent; the caller waits for what the opened matrix shows."""
+    box = page.get_by_label("File or folder", exact=True)
+    if not box.is_visible():  # the expander stays open after a first use
+        page.get_by_text("Open another matrix").first.click()
+    box.fill(str(path))
+    box.press("Enter")
+    words = page.get_by_label("Vocabulary (optional)", exact=True)
+    words.fill(str(vocab) if vocab is not None else "")
+    words.press("Enter")
+    _settle(page, timeout)
+    page.locator('[data-testid="stSidebar"]').get_by_role("button", name="Open", exact=True).last.click()
+
+
 def first_draw(folder: Path, points: int, timeout_s: float = 900) -> dict[str, float]:
     """Seconds from clicking "Projection" (projection already computed) until every point is drawn, and of the
     first visit that computes it."""
     from playwright.sync_api import sync_playwright
 
     port = serve.free_port()
-    env = {**os.environ, "EMBEDSCOPE_DATA_ROOTS": str(folder), "EMBEDSCOPE_NO_HUB": "1", "HF_HUB_OFFLINE": "1"}
-    env.pop("EMBEDSCOPE_PASSWORD", None)
-    proc = serve.start(port, env)
+    proc = serve.start(port, server_env(folder))
     url = f"http://127.0.0.1:{port}"
     ms = timeout_s * 1000
     try:
         serve.wait_healthy(url, proc=proc)
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
-                                        headless=True, args=ARGS)
+            browser = launch(p)
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.goto(url)
             page.wait_for_selector('[data-testid="stApp"]', timeout=ms)
             _settle(page, ms)
-            page.get_by_text("Open another matrix").first.click()
-            page.get_by_label("File or folder", exact=True).fill(str(folder / "vectors.npy"))
-            page.get_by_label("File or folder", exact=True).press("Enter")
-            page.get_by_label("Vocabulary (optional)", exact=True).fill(str(folder / "vocab.txt"))
-            page.get_by_label("Vocabulary (optional)", exact=True).press("Enter")
-            _settle(page, ms)
-            sidebar = page.locator('[data-testid="stSidebar"]')
-            sidebar.get_by_role("button", name="Open", exact=True).last.click()
+            open_matrix(page, folder / "vectors.npy", folder / "vocab.txt", ms)
             # The Overview of the opened matrix says its size.
             page.get_by_text(f"{points:,} tokens", exact=False).first.wait_for(timeout=ms)
             _settle(page, ms)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +50,19 @@ def best_of(fn: Callable[[], object], repeat: int = 3) -> float:
         fn()
         times.append(time.perf_counter() - t)
     return min(times)
+
+
+def alternating_best(calls: Sequence[Callable[[], object]], rounds: int = 7) -> list[float]:
+    """Each call's smallest wall time (seconds) over ``rounds`` rounds that run the calls in turn.
+
+    For sides that each read a whole matrix per call: alternating them many times over, each keeping its best,
+    stops one noisy moment of a shared machine from deciding their ratio.
+    """
+    best = [float("inf")] * len(calls)
+    for _ in range(rounds):
+        for i, call in enumerate(calls):
+            best[i] = min(best[i], best_of(call, 1))
+    return best
 
 
 def proc_status_kib(field: str, pid: int | str = "self") -> int:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 
 import numpy as np
 
 import core
-from bench._harness import Result, best_of
+from bench._harness import Result, alternating_best, best_of
 from core import evaluate, search
 
 
@@ -39,16 +38,13 @@ def run() -> list[Result]:
 
     singles = ["king", "apple", "paris", "running", "blue"]
 
-    def one_query(fn: Callable[[str], object]) -> float:
-        return best_of(lambda: [fn(w) for w in singles * 4], 1) / (4 * len(singles))
-
     # Each side reads the whole matrix (or its int8 copy) once per query, so the sides alternate, many times
     # over, and each keeps its best: one noisy round would decide the ratio otherwise.
-    t_one = t_one_g = t_scan = float("inf")
-    for _ in range(7):
-        t_one = min(t_one, one_query(lambda w: search.neighbors(m, w, k=10)))
-        t_one_g = min(t_one_g, one_query(lambda w: kv.most_similar(w, topn=10)))
-        t_scan = min(t_scan, one_query(lambda w: search.neighbors(plain, w, k=10)))
+    batch = singles * 4
+    t_one, t_one_g, t_scan = (t / len(batch) for t in alternating_best([
+        lambda: [search.neighbors(m, w, k=10) for w in batch],
+        lambda: [kv.most_similar(w, topn=10) for w in batch],
+        lambda: [search.neighbors(plain, w, k=10) for w in batch]]))
 
     words = [m.index_to_key[i] for i in np.linspace(2000, 29_000, 100).astype(int)]
     t_batch = best_of(lambda: search.neighbors_many(m, words, k=10), 3)
