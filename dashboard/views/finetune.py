@@ -240,7 +240,7 @@ with new_tab:
                                       on_update=_on_update)
                 state.FINETUNE_LAST.set(str(run.path))
                 state.FINETUNE_FRESH_NAME.set(True)
-                st.success(f"Wrote {run.path} in {run.card.duration_s:.1f} s")
+                st.success(f"Wrote {run.path}: done in {run.card.duration_s:.1f} s")
         except Cancelled:
             st.warning("Cancelled; nothing was written.")
     last = state.FINETUNE_LAST.get()
