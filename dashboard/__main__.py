@@ -19,8 +19,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Install the upload guard, then run Streamlit's own ``streamlit run`` command on the dashboard."""
     from streamlit.web import cli
 
-    from dashboard import auth
+    from dashboard import auth, memory
 
+    memory.limit_arenas()  # before the server starts its threads
     auth.guard_before_listening()
     options = list(sys.argv[1:] if argv is None else argv)
     cli.main(["run", str(APP), *options], prog_name="streamlit")

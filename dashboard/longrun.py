@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import streamlit as st
 
 from core.progress import ProgressFn
-from dashboard import state
+from dashboard import memory, state
 from dashboard.cached import ResultStore
 
 T = TypeVar("T")
@@ -160,6 +160,7 @@ def once(kind: str, key: Hashable, compute: Callable[[ProgressFn], T], label: st
         value = compute(progress)
     finally:
         store.land((kind, key), flight, value)
+        memory.give_back()  # the job's temporary blocks, which glibc would otherwise keep at their peak
     bar.empty()
     return value
 
@@ -175,7 +176,10 @@ def panel(kind: str, label: str) -> Iterator[ProgressFn]:
     def progress(fraction: float, message: str) -> None:
         bar.progress(fraction, text=_text(label, message))
 
-    yield progress
+    try:
+        yield progress
+    finally:
+        memory.give_back()
     bar.empty()
 
 

@@ -97,3 +97,13 @@ def test_when_the_first_session_cancels_the_follower_computes(env: tuple[Path, s
     finally:
         cancelled.join()
     assert _values(at) == ["value=42"] and _computed(log) == 1
+
+
+def test_memory_is_given_back_after_each_job(env: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from dashboard import memory
+
+    trims: list[int] = []
+    monkeypatch.setattr(memory, "give_back", lambda: trims.append(1) or True)
+    at = AppTest.from_function(_script).run(timeout=30)
+    at.run(timeout=30)  # a hit computes nothing and trims nothing
+    assert _values(at) == ["value=42"] and trims == [1]
