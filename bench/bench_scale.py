@@ -203,7 +203,8 @@ def analogy(folder: Path) -> list[Result]:
                f"answered, restrict_vocab={restrict:,})", per_q, "gensim evaluate_word_analogies, per question",
                t_gensim / ours_sample.total, "≤ 2× the MiniLM figure per question",
                f"{per_q / per_mini:.2f}× MiniLM's {per_mini * 1e3:.2f} ms per question; whole set {t_ours:.2f} s; "
-               f"gensim timed on every {every}th question ({ours_sample.total:,}), {same} there "
+               (f"gensim timed on all {ours_sample.total:,} questions, " if every == 1 else
+                f"gensim timed on every {every}th question ({ours_sample.total:,}), ") + f"{same} there "
                f"({ours_sample.accuracy:.4f}, seeded random vectors)"),
         Result("scale", f"questions-words.txt on MiniLM (30522×384), per question ({mini_total:,} answered; the "
                "reference for the row above, same run)", per_mini, "", None, "", f"whole set {t_mini:.2f} s"),
