@@ -381,7 +381,7 @@ def _quantized_checks(new: EmbeddingMatrix, q: EmbeddingMatrix, settings: GateSe
 
 
 def gate(new: EmbeddingMatrix, baseline: EmbeddingMatrix | None = None, *, quantized: EmbeddingMatrix | None = None,
-         policy: Any = None, settings: GateSettings | None = None, fail_on: str = "fail",
+         policy: Any = None, settings: GateSettings | None = None, fail_on: FailOn = "fail",
          progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> GateReport:
     """Decide whether ``new`` can ship, against ``baseline`` (the last release) and its ``quantized`` copy.
 

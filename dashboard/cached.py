@@ -119,7 +119,7 @@ def search_prepared(m: EmbeddingMatrix) -> threading.Thread:
 
 
 @st.cache_resource(show_spinner=False, max_entries=256, hash_funcs=BY_KEY)
-def neighbors(m: EmbeddingMatrix, query: str, k: int, metric: str, method: str,
+def neighbors(m: EmbeddingMatrix, query: str, k: int, metric: search.Metric, method: str,
               filters: search.Filters) -> search.Neighbors:
     """A query of the Neighbours page: ``search.analogy`` (3CosMul) or ``search.neighbors``."""
     if method == "mul":

@@ -53,10 +53,11 @@ from core.compare._quantize import (
     quantize,
     quantized_bytes,
 )
-from core.compare._result import SORTS, Comparison, Summary, TokenDetail, token_detail
+from core.compare._result import SORTS, Comparison, SortKey, Summary, TokenDetail, token_detail
 from core.compare._run import compare
 
 __all__ = [
+    "SortKey",
     "QUANT_BYTES",
     "QUANT_FORMATS",
     "SEARCHES",

@@ -10,7 +10,7 @@ import numpy as np
 
 from core.compare._common import _check_int
 from core.compare._result import Comparison
-from core.errors import ParameterError
+from core.errors import ParameterError, check_choice
 from core.matrix import EmbeddingMatrix
 from core.progress import CancelFn, ProgressFn
 
@@ -69,8 +69,7 @@ def joint_projection(c: Comparison, a: EmbeddingMatrix, b: EmbeddingMatrix, toke
     if c.dim_a != c.dim_b:
         raise ParameterError(f"joint projection: A has {c.dim_a} dimensions and B {c.dim_b}; only spaces of the "
                              "same dimension can be projected together")
-    if method not in ("pca", "umap"):
-        raise ParameterError(f"method={method!r}: the joint projection is 'pca' or 'umap'")
+    how: pj.Method = check_choice("method", method, ("pca", "umap"), "the joint projection is 'pca' or 'umap'")
     sample = _check_int("sample", sample, 0)
     follow = [c.position(t.strip()) for t in tokens if t.strip()]
     follow += [int(i) for i in c.order("drift")[:max(0, top_moved)]]
@@ -89,7 +88,7 @@ def joint_projection(c: Comparison, a: EmbeddingMatrix, b: EmbeddingMatrix, toke
     stacked = EmbeddingMatrix(np.vstack([va.astype(np.float32), vb]),
                               [f"A\u241f{t}" for t in names] + [f"B\u241f{t}" for t in names])
     sel = pj.select(stacked, pj.SelectionConfig(sampling="first"))
-    cfg = pj.ProjectionConfig(method=method, dims=2, seed=seed, n_neighbors=min(n_neighbors, len(stacked) - 1))
+    cfg = pj.ProjectionConfig(method=how, dims=2, seed=seed, n_neighbors=min(n_neighbors, len(stacked) - 1))
     proj = pj.project(stacked, sel, cfg, progress=progress, cancel=cancel)
     import pandas as pd
 

@@ -161,7 +161,7 @@ class Comparison:
             mean_abs_relative_norm_change=float(finite.mean()) if finite.size else 0.0)
 
     # -- the moved-most table ---------------------------------------------------------------------
-    def order(self, sort: str = "drift", descending: bool | None = None) -> np.ndarray:
+    def order(self, sort: SortKey = "drift", descending: bool | None = None) -> np.ndarray:
         """Positions of the compared tokens, most moved first.
 
         Args:
@@ -198,7 +198,7 @@ class Comparison:
             idx = idx[::-1]
         return np.asarray(idx, dtype=np.int64)
 
-    def _select(self, sort: str, descending: bool | None, contains: str, rows_a: np.ndarray | None,
+    def _select(self, sort: SortKey, descending: bool | None, contains: str, rows_a: np.ndarray | None,
                 top: int | None) -> np.ndarray:
         idx = self.order(sort, descending)
         keep = np.ones(self.compared, dtype=bool)
@@ -219,7 +219,7 @@ class Comparison:
         ids = self.neighbors_a[pos] if side == "a" else self.neighbors_b[pos]
         return [self.tokens[i] for i in ids.tolist() if i >= 0]
 
-    def table(self, sort: str = "drift", top: int | None = 100, *, contains: str = "",
+    def table(self, sort: SortKey = "drift", top: int | None = 100, *, contains: str = "",
               rows_a: np.ndarray | Sequence[int] | None = None, descending: bool | None = None) -> pd.DataFrame:
         """The moved-most table: token, drift, jaccard, norms, neighbours in A and in B (joined by ", ").
 
@@ -243,7 +243,7 @@ class Comparison:
             "row_a": self.rows_a[idx], "row_b": self.rows_b[idx],
         })
 
-    def moved(self, top: int = 50, sort: str = "drift", *, contains: str = "",
+    def moved(self, top: int = 50, sort: SortKey = "drift", *, contains: str = "",
               rows_a: np.ndarray | Sequence[int] | None = None) -> list[dict[str, Any]]:
         """The moved-most rows as JSON: token, drift (None without drift), jaccard, neighbors_a, neighbors_b."""
         idx = self._select(sort, None, contains, None if rows_a is None else np.asarray(rows_a), top)

@@ -44,13 +44,13 @@ class ProjectionConfig:
         n_jobs: threads for t-SNE (-1: every core). UMAP with a seed runs on one thread to stay reproducible.
     """
 
-    method: str = "pca"
+    method: Method = "pca"
     dims: int = 2
     seed: int = 0
     perplexity: float = 30.0
     n_neighbors: int = 15
     min_dist: float = 0.1
-    metric: str = "cosine"
+    metric: Metric = "cosine"
     pre_pca: int = 50
     axis_x: tuple[str, str] | None = None
     axis_y: tuple[str, str] | None = None

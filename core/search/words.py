@@ -110,7 +110,7 @@ def prepare_search(m: EmbeddingMatrix) -> bool:
     return m.search_index.prepare()
 
 
-def neighbors(m: EmbeddingMatrix, query: str | Query, k: int = 10, metric: str = "cosine",
+def neighbors(m: EmbeddingMatrix, query: str | Query, k: int = 10, metric: Metric = "cosine",
               filters: Filters | None = None, device: str = "auto") -> Neighbors:
     """The ``k`` nearest tokens to a query (a token, a split word, or a formula — 3CosAdd with cosine).
 

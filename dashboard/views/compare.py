@@ -19,7 +19,7 @@ from dashboard import cached, longrun, state
 from dashboard.ui import full_value, metric_value, shown_errors
 
 ALIGN = {"Auto": None, "Align (Procrustes)": True, "Don't align": False}
-SORT_LABELS = {"drift": "drift (largest first)", "jaccard": "Jaccard (smallest first)",
+SORT_LABELS: dict[cp.SortKey, str] = {"drift": "drift (largest first)", "jaccard": "Jaccard (smallest first)",
                "norm_change": "norm change (largest first)", "token": "token (A–Z)"}
 CORPUS_KINDS = ["No filter", "Bundled demo corpus", "Path", "Upload"]
 

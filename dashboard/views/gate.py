@@ -8,7 +8,7 @@ import streamlit as st
 
 from core import charts
 from core.errors import EmbedscopeError
-from core.gate import GateReport, GateSettings, gate
+from core.gate import FAIL_ON, GateReport, GateSettings, gate
 from core.matrix import EmbeddingMatrix
 from core.report import gate as out
 from dashboard import cached, longrun, state
@@ -37,7 +37,7 @@ base_spec = c2.selectbox("Baseline (the last release)", base_choices, key="gate.
 quant_spec = c3.selectbox("Quantised copy that will ship (optional)", base_choices, key="gate.quantized",
                           format_func=lambda s: s if isinstance(s, str) else s.title)
 o1, o2 = st.columns(2)
-fail_on = o1.radio("Fail on", ["fail", "warn"], horizontal=True, key="gate.fail_on",
+fail_on = o1.radio("Fail on", list(FAIL_ON), horizontal=True, key="gate.fail_on",
                    help="the status that makes the verdict 'fail'")
 all_tokens = o2.checkbox("Jaccard over every token (slower on large vocabularies)", key="gate.all_tokens")
 if len(specs) < 2:

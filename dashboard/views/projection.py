@@ -15,7 +15,7 @@ from core.tokens import KINDS
 from dashboard import cached, longrun, state
 from dashboard.ui import current_matrix, shown_errors
 
-METHOD_LABELS = {"PCA": "pca", "t-SNE": "tsne", "UMAP": "umap", "Custom axes": "axes"}
+METHOD_LABELS: dict[str, pj.Method] = {"PCA": "pca", "t-SNE": "tsne", "UMAP": "umap", "Custom axes": "axes"}
 POINT_LABELS = {"All rows": "all", "First N rows": "first", "Random sample": "random",
                 "Stratified by kind": "stratified", "Neighbourhood of words": "neighbours",
                 "Pasted list": "list"}
@@ -82,7 +82,8 @@ kinds = tuple(p4.multiselect("Only these kinds", kinds_present, **state.bind("pr
 if points == "list":
     tokens = _split(st.text_area("Tokens, one per line or comma-separated", **state.bind("projection.list")))
 
-perplexity, n_neighbors, min_dist, metric, pseed = 30.0, 15, 0.1, "cosine", 0
+perplexity, n_neighbors, min_dist, pseed = 30.0, 15, 0.1, 0
+metric: pj.Metric = "cosine"
 axis_x: tuple[str, str] | None = None
 axis_y: tuple[str, str] | None = None
 if method in ("tsne", "umap"):
