@@ -12,15 +12,13 @@ objects: their keys differ by objective and are written by :mod:`core.finetune.s
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-import numpy as np
-
 from core.errors import FormatError
 from core.finetune._config import Objective
+from core.jsonsafe import json_safe
 
 #: The run card's format tag.
 CARD_FORMAT = "embedscope-run/1"
@@ -36,21 +34,6 @@ _HEAD = ("format", "run_id", "objective", "status", "created", "finished", "dura
          "epochs_run", "epochs")
 _TAIL = ("watch", "metrics", "output", "versions")
 _OPTIONAL = {"distributed"}
-
-
-def clean(obj: Any) -> Any:
-    """JSON-safe: NaN/Inf become null, numpy values become Python ones, tuples become lists."""
-    if isinstance(obj, dict):
-        return {str(k): clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return clean(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def _need(data: Mapping[str, Any], key: str, where: str) -> Any:
@@ -170,7 +153,7 @@ class RunCard(Mapping[str, Any]):
     # -- the JSON form -----------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
         """The card as ``run.json`` holds it (JSON-safe: NaN/Inf become null, numpy values plain ones)."""
-        return clean({key: self[key] for key in self})
+        return json_safe({key: self[key] for key in self})
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], where: str = "run card") -> RunCard:
@@ -223,4 +206,4 @@ class RunCard(Mapping[str, Any]):
         return int(self.distributed.get("world_size", 1))
 
 
-__all__ = ["CARD_FORMAT", "SINGLE_PROCESS", "RunCard", "RunOutput", "RunSource", "RunStatus", "clean"]
+__all__ = ["CARD_FORMAT", "SINGLE_PROCESS", "RunCard", "RunOutput", "RunSource", "RunStatus"]
