@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -26,36 +25,6 @@ from core.matrix import EmbeddingMatrix
 from dashboard.state import SourceSpec
 
 UPLOAD_ROOT_ENV = "EMBEDSCOPE_UPLOADS"
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-
-
-class ResultStore(Generic[K, V]):
-    """A thread-safe LRU of finished results, shared by every session (results are read-only)."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._items: OrderedDict[K, V] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, key: K) -> V | None:
-        with self.lock:
-            hit = self._items.get(key)
-            if hit is not None:
-                self._items.move_to_end(key)
-            return hit
-
-    def put(self, key: K, value: V) -> list[K]:
-        """Keep ``value``; returns the keys that were evicted to make room."""
-        with self.lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            evicted = []
-            while len(self._items) > self._size:
-                evicted.append(self._items.popitem(last=False)[0])
-            return evicted
-
 
 def key_of(m: EmbeddingMatrix) -> str:
     """The cache id of a matrix: its source key, or its content fingerprint when derived."""

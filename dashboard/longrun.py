@@ -24,18 +24,45 @@ following it compute it themselves.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import streamlit as st
 
 from core.progress import ProgressFn
 from dashboard import memory, state
-from dashboard.cached import ResultStore
 
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class ResultStore(Generic[K, V]):
+    """A thread-safe LRU of finished results, shared by every session (results are read-only)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self.lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+            return hit
+
+    def put(self, key: K, value: V) -> None:
+        """Keep ``value``, dropping the least recently used results past the size."""
+        with self.lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
 
 #: Finished results kept per process, all kinds together (audits, comparisons, projections, benchmark runs).
 MAX_RESULTS = 32
@@ -50,6 +77,9 @@ class _Flight:
     fraction: float = 0.0
     message: str = ""
     done: threading.Event = field(default_factory=threading.Event)
+
+    def now(self) -> tuple[float, str]:
+        return self.fraction, self.message
 
 
 class Results:
@@ -120,6 +150,14 @@ def _text(label: str, message: str) -> str:
     return f"{label}: {message}" if message else label
 
 
+def _track(bar: Any, label: str, wait: Callable[[float], bool], now: Callable[[], tuple[float, str]],
+           poll: float = _POLL_S, suffix: str = "") -> None:
+    """Redraw ``bar`` from ``now()`` (fraction, message) until ``wait(poll)`` says the work ended."""
+    while not wait(poll):
+        fraction, message = now()
+        bar.progress(fraction, text=_text(label, message) + suffix)
+
+
 def once(kind: str, key: Hashable, compute: Callable[[ProgressFn], T], label: str) -> T:
     """The result of ``compute`` for (kind, key): kept, followed from another session, or computed now with a
     progress bar and a Cancel button. When this session cancels it, the page says so and stops (a "Run again"
@@ -143,8 +181,8 @@ def once(kind: str, key: Hashable, compute: Callable[[ProgressFn], T], label: st
         flight, mine = store.claim((kind, key))
         if mine:
             break
-        while not flight.done.wait(_POLL_S):  # another session computes it: follow its progress
-            bar.progress(flight.fraction, text=_text(label, flight.message) + " (started in another session)")
+        # another session computes it: follow its progress
+        _track(bar, label, flight.done.wait, flight.now, suffix=" (started in another session)")
         found = cached(kind, key)
         if found is not None:
             bar.empty()
@@ -190,6 +228,5 @@ def follow(job: Any, label: str, cancel: Callable[[], str]) -> None:
         st.info(cancel())
         st.stop()
     bar = _bar(_text(label, job.message), job.fraction)
-    while not job.wait(_POLL_S * 2):
-        bar.progress(job.fraction, text=_text(label, job.message))
+    _track(bar, label, job.wait, lambda: (job.fraction, job.message), poll=_POLL_S * 2)
     bar.empty()
