@@ -203,7 +203,7 @@ def analogy(folder: Path) -> list[Result]:
                f"answered, restrict_vocab={restrict:,})", per_q, "gensim evaluate_word_analogies, per question",
                t_gensim / ours_sample.total, "≤ 2× the MiniLM figure per question",
                f"{per_q / per_mini:.2f}× MiniLM's {per_mini * 1e3:.2f} ms per question; whole set {t_ours:.2f} s; "
-               (f"gensim timed on all {ours_sample.total:,} questions, " if every == 1 else
+               + (f"gensim timed on all {ours_sample.total:,} questions, " if every == 1 else
                 f"gensim timed on every {every}th question ({ours_sample.total:,}), ") + f"{same} there "
                f"({ours_sample.accuracy:.4f}, seeded random vectors)"),
         Result("scale", f"questions-words.txt on MiniLM (30522×384), per question ({mini_total:,} answered; the "
@@ -294,7 +294,9 @@ def dashboard_session(npy: Path, noisy: Path, timeout_s: float = STEP_TIMEOUT_S)
         if page.locator('[data-testid="stException"]').count():
             raise RuntimeError(f"{name}: {page.locator('[data-testid=stException]').first.inner_text()}")
         steps.append((name, time.perf_counter() - step_start, proc_status_kib("VmRSS", proc.pid) / 1024))
-        print(f"#   {name}: {steps[-1][1]:.1f} s, server RSS {steps[-1][2]:,.0f} MiB", file=sys.stderr, flush=True)
+        anon, mapped = (proc_status_kib(f, proc.pid) / 1024 for f in ("RssAnon", "RssFile"))
+        print(f"#   {name}: {steps[-1][1]:.1f} s, server RSS {steps[-1][2]:,.0f} MiB ({anon:,.0f} anonymous, "
+              f"{mapped:,.0f} file-backed)", file=sys.stderr, flush=True)
         step_start = time.perf_counter()
 
     def go(page: Any, link: str) -> None:

@@ -58,15 +58,27 @@ _TOPN = 5
 # ================================================================================================
 # The vocabulary a benchmark sees
 # ================================================================================================
-def _ok_vocab(m: EmbeddingMatrix, restrict_vocab: int, case_insensitive: bool) -> dict[str, int]:
-    """gensim's ``ok_vocab``: the first ``restrict_vocab`` keys, upper-cased when case-insensitive, the
-    first (most frequent) row winning among case variants."""
-    if isinstance(restrict_vocab, bool) or not isinstance(restrict_vocab, (int, np.integer)) or restrict_vocab < 1:
-        raise ParameterError(f"restrict_vocab must be a whole number of at least 1; got {restrict_vocab!r}")
-    keys = m.index_to_key[:int(restrict_vocab)]
-    if case_insensitive:
-        return {k.upper(): i for i, k in reversed(list(enumerate(keys)))}
-    return {k: i for i, k in enumerate(keys)}
+class _OkVocab:
+    """gensim's ``ok_vocab``: the first ``restrict_vocab`` keys, upper-cased when case-insensitive, the first
+    (most frequent) row winning among case variants.
+
+    A view of the matrix's own key index (:attr:`EmbeddingMatrix.upper_key_to_index` when case-insensitive),
+    which the matrix builds once: a second benchmark on the same matrix does not walk its vocabulary again.
+    """
+
+    def __init__(self, m: EmbeddingMatrix, restrict_vocab: int, case_insensitive: bool) -> None:
+        if (isinstance(restrict_vocab, bool) or not isinstance(restrict_vocab, (int, np.integer))
+                or restrict_vocab < 1):
+            raise ParameterError(f"restrict_vocab must be a whole number of at least 1; got {restrict_vocab!r}")
+        self._index = m.upper_key_to_index if case_insensitive else m.key_to_index
+        self._n = int(restrict_vocab)
+
+    def get(self, key: str, default: int | None = None) -> int | None:
+        i = self._index.get(key)
+        return i if i is not None and i < self._n else default
+
+    def __contains__(self, key: str) -> bool:
+        return self.get(key) is not None
 
 
 # ================================================================================================
@@ -168,7 +180,7 @@ def evaluate_analogies(m: EmbeddingMatrix, source: AnalogySet | str | os.PathLik
     report = Reporter(progress, cancel)
     aset = (source if isinstance(source, AnalogySet)
             else read_analogies(resolve_benchmark(source), name=str(source)))
-    ok_vocab = _ok_vocab(m, restrict_vocab, case_insensitive)
+    ok_vocab = _OkVocab(m, restrict_vocab, case_insensitive)
     norm: Callable[[str], str] = str.upper if case_insensitive else str
     report(0.0, "reading questions")
 
@@ -292,7 +304,7 @@ def evaluate_pairs(m: EmbeddingMatrix, source: PairSet | str | os.PathLike[str],
 
     pset = (source if isinstance(source, PairSet)
             else read_pairs(resolve_benchmark(source), delimiter=delimiter, encoding=encoding, name=str(source)))
-    ok_vocab = _ok_vocab(m, restrict_vocab, case_insensitive)
+    ok_vocab = _OkVocab(m, restrict_vocab, case_insensitive)
     norm: Callable[[str], str] = str.upper if case_insensitive else str
     ia = np.array([ok_vocab.get(norm(p.a), -1) for p in pset.pairs], dtype=np.int64)
     ib = np.array([ok_vocab.get(norm(p.b), -1) for p in pset.pairs], dtype=np.int64)

@@ -257,6 +257,11 @@ class EmbeddingMatrix:
         out.setflags(write=False)
         return out
 
+    @cached_property
+    def upper_key_to_index(self) -> dict[str, int]:
+        """Upper-cased key → its first row (gensim's case-insensitive ``ok_vocab`` for benchmarks), built once."""
+        return {k.upper(): i for i, k in reversed(list(enumerate(self.index_to_key)))}
+
     @property
     def search_index(self) -> SearchIndex:
         """What searches derive from this matrix (norms, masks, device copy, int8 first pass once prepared).

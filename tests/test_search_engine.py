@@ -246,6 +246,34 @@ def test_sums_of_a_shared_basis(tied: core.EmbeddingMatrix, metric: str) -> None
     np.testing.assert_allclose(scores, sign * np.take_along_axis(s, ref, axis=1), rtol=1e-4, atol=1e-5)
 
 
+def test_analogy_sums_skip_excluded_and_masked_rows_and_keep_ties_to_the_lower_id(
+        tied: core.EmbeddingMatrix) -> None:
+    """3CosAdd's +1, +1, −1 (the one-pass loop of analogies) against float64 numpy: excluded question words,
+    masked rows, the twins 0..99 / 100..199 (ties go to the lower id), columns past the last run of 64."""
+    rng = np.random.default_rng(8)
+    v = np.asarray(tied.vectors, dtype=np.float64)
+    words = rng.choice(len(v), 30, replace=False)
+    basis = v[words]
+    terms = rng.integers(0, 30, (60, 3))
+    weights = np.tile([1.0, 1.0, -1.0], (60, 1))
+    exclude = words[terms]
+    mask = rng.random(len(v)) > 0.1
+    ids, scores = search.knn_of_sums(tied, _unit64(basis), terms, weights, k=7, exclude=exclude, mask=mask)
+    q = np.einsum("qt,qtd->qd", weights, _unit64(basis)[terms])
+    s = _unit64(q) @ _unit64(v).T
+    s[:, ~mask] = -np.inf
+    s[np.arange(60)[:, None], exclude] = -np.inf
+    for qi in range(60):
+        order = np.lexsort((np.arange(len(v)), -s[qi]))[:7]
+        np.testing.assert_array_equal(ids[qi], order)
+        np.testing.assert_allclose(scores[qi], s[qi, order], rtol=1e-5, atol=1e-5)
+    twins = np.stack([np.arange(20), np.arange(100, 120)], axis=1)  # b = c = a row, a = an unrelated row
+    ids, _ = search.knn_of_sums(tied, np.concatenate([_unit64(v[:20]), _unit64(v[500:501])]),
+                                np.stack([np.arange(20), np.arange(20), np.full(20, 20)], axis=1),
+                                np.tile([1.0, 1.0, -1.0], (20, 1)), k=2)
+    np.testing.assert_array_equal(ids, twins)
+
+
 def test_cosmul_of_a_shared_basis(tied: core.EmbeddingMatrix) -> None:
     rng = np.random.default_rng(7)
     v = np.asarray(tied.vectors, dtype=np.float64)

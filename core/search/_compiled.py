@@ -80,7 +80,12 @@ def _scan(pool: ThreadPoolExecutor | None, ops: NumpyOps, plan: _engine.Plan, k:
         rows = ops.rows(c0, c1)
         blk = np.ascontiguousarray(blocked[c0:c1]) if blocked is not None else none_blocked
         if plan.terms is not None:
-            f = _engine.basis_products(ops, plan, basis, rows, c0, c1)
+            f = ops.matmul(basis, rows)
+
+            def scale(a: int, b: int, f: np.ndarray = f, c0: int = c0, c1: int = c1) -> None:
+                _engine.scale_products(ops, plan, f[a:b], c0, c1)  # numpy lets go of the GIL here
+
+            _on_threads(pool, f.shape[0], scale)
             sq = ops.sqnorms(c0, c1) if plan.mode == "euclidean" else no_sq
             report(ci / steps, what)
 

@@ -311,12 +311,17 @@ def _scan_all(index: SearchIndex, plan: Plan, k: int, exclude: np.ndarray | None
 def basis_products(ops: Any, plan: Plan, basis: Any, rows: Any, c0: int, c1: int) -> Any:
     """Products of a shared basis with rows c0..c1, as the plan's mode combines them (see :class:`Plan`)."""
     f = ops.matmul(basis, rows)
+    scale_products(ops, plan, f, c0, c1)
+    return f
+
+
+def scale_products(ops: Any, plan: Plan, f: Any, c0: int, c1: int) -> None:
+    """Turn plain products with rows c0..c1 (any block of basis rows) into what the plan's mode combines."""
     if plan.mode in ("cosine", "cosmul"):
         f /= ops.norms(c0, c1)[None, :]
     if plan.mode == "cosmul":
         f += 1.0
         f *= 0.5
-    return f
 
 
 def query_scores(ops: Any, plan: Plan, rows: Any, b0: int, b1: int, c0: int, c1: int, what: str) -> Any:

@@ -3,6 +3,8 @@
 numpy needs several passes over a block of scores to keep its best ``k`` (a partition, a gather, a merge)
 and several more to combine shared basis products into analogy scores (a gather and an add per term).
 These loops do each in one pass: a score is compared with the ``k``-th best so far and, rarely, inserted.
+Analogies (three terms) are scored and tested a run of 64 rows at a time in one vectorised loop, and only a
+run that holds a better score is looked at row by row (3CosAdd's +1, +1, −1 needs no products at all).
 The arithmetic is numpy's, in the same order and in float32 (no fast-math), so the scores are the ones
 numpy would give, bit for bit. Ties keep the lower row id: rows are visited in increasing order and only a
 strictly better score displaces a kept one.
@@ -18,6 +20,9 @@ from numba import njit
 
 #: Above this ``k`` the sorted insertion costs more than numpy's partition: callers use numpy instead.
 MAX_K = 64
+
+#: Scores tested together against a query's k-th best before any is looked at alone.
+_RUN = 64
 
 MODE_SUM = 0
 MODE_EUCLIDEAN = 1
@@ -40,7 +45,11 @@ def _insert(best_s: np.ndarray, best_i: np.ndarray, q: int, v: float, i: int) ->
 @njit(nogil=True, cache=True)
 def _keep_best(row: np.ndarray, q: int, c0: int, blocked: np.ndarray, exclude: np.ndarray,
                best_s: np.ndarray, best_i: np.ndarray) -> None:  # pragma: no cover
-    """Merge one query's scores for columns c0.. into its best list (NaN and -inf never enter)."""
+    """Merge one query's scores for columns c0.. into its best list (NaN and -inf never enter).
+
+    Each run of ``_RUN`` scores is first tested as a whole against the k-th best (a loop of fixed length,
+    which the compiler turns into vector compares); only a run holding a better score is walked one by one.
+    """
     n = row.shape[0]
     for e in range(exclude.shape[1]):
         x = exclude[q, e] - c0
@@ -48,10 +57,18 @@ def _keep_best(row: np.ndarray, q: int, c0: int, blocked: np.ndarray, exclude: n
             row[x] = -np.inf
     worst = best_s[q, best_s.shape[1] - 1]
     has_blocked = blocked.shape[0] > 0
-    for c in range(n):
-        v = row[c]
-        if v > worst and not (has_blocked and blocked[c]):
-            worst = _insert(best_s, best_i, q, v, c0 + c)
+    full = n - n % _RUN
+    for r0 in range(0, n, _RUN):
+        if r0 < full:
+            hit = 0
+            for c in range(_RUN):
+                hit |= row[r0 + c] > worst
+            if hit == 0:
+                continue
+        for c in range(r0, min(n, r0 + _RUN)):
+            v = row[c]
+            if v > worst and not (has_blocked and blocked[c]):
+                worst = _insert(best_s, best_i, q, v, c0 + c)
 
 
 @njit(nogil=True, cache=True)
@@ -84,45 +101,148 @@ def combine_keep_best(f: np.ndarray, terms: np.ndarray, weights: np.ndarray, mod
         sq: squared row norms of columns c0.. (euclidean), or an empty array.
         blocked, exclude, best_s, best_i: as in :func:`keep_best`.
     """
+    if terms.shape[1] == 3 and mode == MODE_SUM:
+        _sum3(f, terms, weights, q0, q1, c0, blocked, exclude, best_s, best_i)
+        return
+    if terms.shape[1] == 3 and mode == MODE_COSMUL and n_pos == 2:
+        _cosmul3(f, terms, q0, q1, c0, blocked, exclude, best_s, best_i)
+        return
+    row = np.empty(f.shape[1], dtype=np.float32)
+    den = np.empty(f.shape[1], dtype=np.float32)
+    for q in range(q0, q1):
+        _combine(f, terms, weights, mode, n_pos, sq, q, row, den)
+        _keep_best(row, q, c0, blocked, exclude, best_s, best_i)
+
+
+@njit(nogil=True, cache=True)
+def _take(buf: np.ndarray, m: int, r0: int, q: int, c0: int, blocked: np.ndarray, exclude: np.ndarray,
+          best_s: np.ndarray, best_i: np.ndarray) -> float:  # pragma: no cover
+    """Insert the better of scores ``buf[:m]`` (columns r0.. of a chunk starting at row c0) into query q's best
+    list, passing over blocked columns and q's excluded rows; return the new k-th best score."""
+    worst = best_s[q, best_s.shape[1] - 1]
+    has_blocked = blocked.shape[0] > 0
+    for c in range(m):
+        v = buf[c]
+        if v > worst and not (has_blocked and blocked[r0 + c]):
+            row_id = c0 + r0 + c
+            excluded = False
+            for e in range(exclude.shape[1]):
+                if exclude[q, e] == row_id:
+                    excluded = True
+            if not excluded:
+                worst = _insert(best_s, best_i, q, v, row_id)
+    return worst
+
+
+@njit(nogil=True, cache=True)
+def _sum3(f: np.ndarray, terms: np.ndarray, weights: np.ndarray, q0: int, q1: int, c0: int, blocked: np.ndarray,
+          exclude: np.ndarray, best_s: np.ndarray, best_i: np.ndarray) -> None:  # pragma: no cover
+    """:func:`combine_keep_best` for three weighted terms (3CosAdd), in one pass per run of ``_RUN`` columns.
+
+    Each score is ``(f[a]·wa + f[b]·wb) + f[c]·wc`` in float32, as the term-by-term passes compute it; with the
+    weights +1, +1, −1 of an analogy that is exactly ``(f[a] + f[b]) − f[c]``, which needs no products. A run is
+    only tested against the k-th best; its scores are computed again for the rare run that holds a better one.
+    """
     n = f.shape[1]
+    full = n - n % _RUN
+    buf = np.empty(_RUN, dtype=np.float32)
+    for q in range(q0, q1):
+        fa, fb, fc = f[terms[q, 0]], f[terms[q, 1]], f[terms[q, 2]]
+        wa, wb, wc = weights[q, 0], weights[q, 1], weights[q, 2]
+        analogy = wa == 1.0 and wb == 1.0 and wc == -1.0
+        worst = best_s[q, best_s.shape[1] - 1]
+        for r0 in range(0, full, _RUN):
+            hit = 0
+            if analogy:
+                for c in range(_RUN):
+                    v = fa[r0 + c] + fb[r0 + c]
+                    v = v - fc[r0 + c]
+                    hit |= v > worst
+            else:
+                for c in range(_RUN):
+                    v = fa[r0 + c] * wa + fb[r0 + c] * wb
+                    v = v + fc[r0 + c] * wc
+                    hit |= v > worst
+            if hit:
+                for c in range(_RUN):
+                    v = fa[r0 + c] * wa + fb[r0 + c] * wb
+                    buf[c] = v + fc[r0 + c] * wc
+                worst = _take(buf, _RUN, r0, q, c0, blocked, exclude, best_s, best_i)
+        for c in range(n - full):
+            v = fa[full + c] * wa + fb[full + c] * wb
+            buf[c] = v + fc[full + c] * wc
+        _take(buf, n - full, full, q, c0, blocked, exclude, best_s, best_i)
+
+
+@njit(nogil=True, cache=True)
+def _cosmul3(f: np.ndarray, terms: np.ndarray, q0: int, q1: int, c0: int, blocked: np.ndarray,
+             exclude: np.ndarray, best_s: np.ndarray, best_i: np.ndarray) -> None:  # pragma: no cover
+    """:func:`combine_keep_best` for 3CosMul with two positive terms and one negative, in one pass per run.
+
+    Each score is ``(f[a]·f[b]) / (f[c] + 1e-6)`` in float32, as the row-by-row passes compute it.
+    """
+    n = f.shape[1]
+    full = n - n % _RUN
+    eps = np.float32(1e-6)
+    buf = np.empty(_RUN, dtype=np.float32)
+    for q in range(q0, q1):
+        fa, fb, fc = f[terms[q, 0]], f[terms[q, 1]], f[terms[q, 2]]
+        worst = best_s[q, best_s.shape[1] - 1]
+        for r0 in range(0, full, _RUN):
+            hit = 0
+            for c in range(_RUN):
+                v = fa[r0 + c] * fb[r0 + c]
+                v = v / (fc[r0 + c] + eps)
+                buf[c] = v
+                hit |= v > worst
+            if hit:
+                worst = _take(buf, _RUN, r0, q, c0, blocked, exclude, best_s, best_i)
+        for c in range(n - full):
+            v = fa[full + c] * fb[full + c]
+            buf[c] = v / (fc[full + c] + eps)
+        _take(buf, n - full, full, q, c0, blocked, exclude, best_s, best_i)
+
+
+@njit(nogil=True, cache=True)
+def _combine(f: np.ndarray, terms: np.ndarray, weights: np.ndarray, mode: int, n_pos: int, sq: np.ndarray,
+             q: int, row: np.ndarray, den: np.ndarray) -> None:  # pragma: no cover
+    """Query q's scores for every column of ``f`` into ``row``, term by term (see :func:`combine_keep_best`)."""
+    n = row.shape[0]
     t = terms.shape[1]
-    row = np.empty(n, dtype=np.float32)
-    den = np.empty(n, dtype=np.float32)
     eps = np.float32(1e-6)
     one_eps = np.float32(1.0 + 1e-6)
     two = np.float32(2.0)
-    for q in range(q0, q1):
-        a = terms[q, 0]
-        if mode == MODE_COSMUL:
+    fa = f[terms[q, 0]]
+    if mode == MODE_COSMUL:
+        for c in range(n):
+            row[c] = fa[c]
+        for j in range(1, n_pos):
+            fb = f[terms[q, j]]
             for c in range(n):
-                row[c] = f[a, c]
-            for j in range(1, n_pos):
-                b = terms[q, j]
-                for c in range(n):
-                    row[c] *= f[b, c]
-            if n_pos == t:
-                for c in range(n):
-                    row[c] /= one_eps
-            else:
-                b = terms[q, n_pos]
-                for c in range(n):
-                    den[c] = f[b, c]
-                for j in range(n_pos + 1, t):
-                    b = terms[q, j]
-                    for c in range(n):
-                        den[c] *= f[b, c]
-                for c in range(n):
-                    row[c] /= den[c] + eps
+                row[c] *= fb[c]
+        if n_pos == t:
+            for c in range(n):
+                row[c] /= one_eps
         else:
-            w = weights[q, 0]
+            fb = f[terms[q, n_pos]]
             for c in range(n):
-                row[c] = f[a, c] * w
-            for j in range(1, t):
-                b = terms[q, j]
-                w = weights[q, j]
+                den[c] = fb[c]
+            for j in range(n_pos + 1, t):
+                fb = f[terms[q, j]]
                 for c in range(n):
-                    row[c] += f[b, c] * w
-            if mode == MODE_EUCLIDEAN:
-                for c in range(n):
-                    row[c] = row[c] * two - sq[c]
-        _keep_best(row, q, c0, blocked, exclude, best_s, best_i)
+                    den[c] *= fb[c]
+            for c in range(n):
+                row[c] /= den[c] + eps
+    else:
+        w = weights[q, 0]
+        for c in range(n):
+            row[c] = fa[c] * w
+        for j in range(1, t):
+            fb = f[terms[q, j]]
+            w = weights[q, j]
+            for c in range(n):
+                row[c] += fb[c] * w
+        if mode == MODE_EUCLIDEAN:
+            for c in range(n):
+                row[c] = row[c] * two - sq[c]
+
