@@ -16,8 +16,9 @@ A tour:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from core._lazy import lazy_names
 from core.errors import (
     Cancelled,
     EmbedscopeError,
@@ -40,15 +41,7 @@ _LAZY = {"FORMATS": "core.loaders", "load": "core.loaders", "EmbeddingMatrix": "
          "Provenance": "core.matrix", "Piece": "core.tokens"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'core' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())
 
 
 def demo_path() -> Path:

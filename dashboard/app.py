@@ -102,7 +102,7 @@ def _sidebar() -> None:
 
 def _server_folders() -> list[Path]:
     """Folders the server itself writes and may open besides the data roots: uploads, runs, the hub cache."""
-    from core.finetune.runs import runs_root
+    from core.finetune import runs_root
 
     folders = [cached.upload_root(), runs_root()]
     if not hub_disabled():

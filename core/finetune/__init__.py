@@ -22,31 +22,51 @@ On several processes (one per GPU, or per CPU core), through torchrun: ``embedsc
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from core.corpus import Corpus, load_corpus, read_labelled, read_texts, tokenize
-from core.finetune._card import RunCard, RunOutput, RunSource
-from core.finetune._config import Objective
-from core.finetune._monitor import TrainingDiverged, TrainingUpdate, UpdateFn
-from core.finetune.classify import ClassifyConfig, LabelledData, prepare, train_classifier
-from core.finetune.devices import Device, choose_device
-from core.finetune.distributed import RankFailed, launch, processes_offered
-from core.finetune.runs import (
-    OBJECTIVES,
-    RUN_FILE,
-    RUNS_ENV,
-    Run,
-    config_for,
-    config_from_card,
-    default_out,
-    finetune,
-    list_runs,
-    load_run,
-    new_run_id,
-    read_data,
-    runs_root,
-    safe_name,
-)
-from core.finetune.sgns import SGNSConfig, TrainResult, train_sgns
+from core._lazy import lazy_names
+
+if TYPE_CHECKING:
+    from core.corpus import Corpus, load_corpus, read_labelled, read_texts, tokenize
+    from core.finetune._card import RunCard, RunOutput, RunSource
+    from core.finetune._config import RUNS_ENV, Objective, runs_root
+    from core.finetune._monitor import TrainingDiverged, TrainingUpdate, UpdateFn
+    from core.finetune.classify import ClassifyConfig, LabelledData, prepare, train_classifier
+    from core.finetune.devices import Device, choose_device
+    from core.finetune.distributed import RankFailed, launch, processes_offered
+    from core.finetune.runs import (
+        OBJECTIVES,
+        RUN_FILE,
+        Run,
+        config_for,
+        config_from_card,
+        default_out,
+        finetune,
+        list_runs,
+        load_run,
+        new_run_id,
+        read_data,
+        safe_name,
+    )
+    from core.finetune.sgns import SGNSConfig, TrainResult, train_sgns
+
+#: Where each public name lives. Names are imported when first used, so a process that only asks for
+#: :func:`runs_root` (the dashboard, at every page) does not import torch.
+_HOMES: dict[str, str] = {
+    **dict.fromkeys(['Corpus', 'load_corpus', 'read_labelled', 'read_texts', 'tokenize'], 'core.corpus'),
+    **dict.fromkeys(['RunCard', 'RunOutput', 'RunSource'], 'core.finetune._card'),
+    **dict.fromkeys(['RUNS_ENV', 'Objective', 'runs_root'], 'core.finetune._config'),
+    **dict.fromkeys(['TrainingDiverged', 'TrainingUpdate', 'UpdateFn'], 'core.finetune._monitor'),
+    **dict.fromkeys(['ClassifyConfig', 'LabelledData', 'prepare', 'train_classifier'], 'core.finetune.classify'),
+    **dict.fromkeys(['Device', 'choose_device'], 'core.finetune.devices'),
+    **dict.fromkeys(['RankFailed', 'launch', 'processes_offered'], 'core.finetune.distributed'),
+    **dict.fromkeys(['OBJECTIVES', 'RUN_FILE', 'Run', 'config_for', 'config_from_card', 'default_out', 'finetune',
+                     'list_runs', 'load_run', 'new_run_id', 'read_data', 'safe_name'], 'core.finetune.runs'),
+    **dict.fromkeys(['SGNSConfig', 'TrainResult', 'train_sgns'], 'core.finetune.sgns'),
+}
+
+
+__getattr__, __dir__ = lazy_names(__name__, _HOMES, globals())
 
 _DATA = Path(__file__).resolve().parent.parent / "data"
 

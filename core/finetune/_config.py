@@ -9,11 +9,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from core import errors
 from core.errors import ParameterError
+
+#: Environment variable naming the runs folder (default ``./runs``).
+RUNS_ENV = "EMBEDSCOPE_RUNS"
+
+
+def runs_root() -> Path:
+    """The runs folder: ``$EMBEDSCOPE_RUNS`` or ``./runs``."""
+    return Path(os.environ.get(RUNS_ENV) or "runs")
 
 #: The training objectives: domain skip-gram on raw text, or a classifier on labelled texts.
 Objective = Literal["sgns", "classify"]

@@ -36,7 +36,7 @@ from core.corpus import Corpus, load_corpus, read_labelled
 from core.errors import FormatError, ParameterError
 from core.finetune import _config as cfg
 from core.finetune._card import CARD_FORMAT, SINGLE_PROCESS, RunCard, RunOutput, RunSource
-from core.finetune._config import Objective
+from core.finetune._config import RUNS_ENV, Objective, runs_root
 from core.finetune._monitor import UpdateFn
 from core.finetune.classify import ClassifyConfig, LabelledData, prepare, train_classifier
 from core.finetune.devices import Device
@@ -50,8 +50,6 @@ from core.progress import CancelFn, ProgressFn
 
 #: The run card's file name (its format tag is :data:`CARD_FORMAT`).
 RUN_FILE = "run.json"
-#: Environment variable naming the runs folder (default ``./runs``).
-RUNS_ENV = "EMBEDSCOPE_RUNS"
 #: The safetensors file of a run's output (the name every safetensors folder Embedscope writes uses).
 WEIGHTS_FILE = _safetensors.WEIGHTS_FILE
 #: Tensor name used when the source format has none (word2vec, GloVe, .npy, TSV).
@@ -63,11 +61,6 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
 OBJECTIVES: tuple[Objective, ...] = get_args(Objective)
 
 Config = SGNSConfig | ClassifyConfig
-
-
-def runs_root() -> Path:
-    """The runs folder: ``$EMBEDSCOPE_RUNS`` or ``./runs``."""
-    return Path(os.environ.get(RUNS_ENV) or "runs")
 
 
 def config_for(objective: str, **settings: Any) -> Config:
