@@ -20,7 +20,7 @@ if str(ROOT.parent) not in sys.path:  # `streamlit run dashboard/app.py` from a 
 from core import access  # noqa: E402
 from core.errors import EmbedscopeError  # noqa: E402
 from core.loaders import FORMATS, UnknownFormatError, hub_disabled  # noqa: E402
-from dashboard import auth, cached, state  # noqa: E402
+from dashboard import auth, cached, memory, state  # noqa: E402
 
 _LOG = logging.getLogger("embedscope.dashboard")
 SOURCE_KINDS: dict[str, state.SourceKind] = {"Local path": "path", "Upload": "upload", "Hugging Face hub": "hub"}
@@ -135,6 +135,8 @@ def main() -> None:
                 sections.setdefault(section, []).append(st.Page(str(ROOT / file), title=title, icon=icon))
         page = st.navigation(sections)
         _guarded(page.run, f"the page {page.title!r}")
+    # What this run freed (a table's copies, a chart's frames) goes back to the system, not kept by malloc.
+    memory.give_back()
 
 
 main()
