@@ -5,6 +5,9 @@ torch's bf16/fp16/int8 conversions, the Hugging Face tokenizer, and the safetens
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -551,3 +554,55 @@ def test_approximate_neighbors_recall_on_a_seeded_20k_sample() -> None:
         got = c.neighbors_a if side == "a" else c.neighbors_b
         recall = np.mean([np.intersect1d(g, w[:K]).size / K for g, w in zip(got, want, strict=True)])
         assert recall >= 0.99, (side, recall)
+
+
+def test_approximate_search_runs_in_a_child_that_exits_with_its_memory() -> None:
+    """NN-descent builds both graphs in one child process (the server never imports pynndescent or keeps its
+    compiled code), the neighbours agree with the exact search, and a cancel stops the child."""
+    script = """
+import sys, numpy as np, core
+from core import compare as cp
+rng = np.random.default_rng(3)
+va = rng.standard_normal((1500, 16)).astype(np.float32)
+vb = va + rng.standard_normal((1500, 16)).astype(np.float32) * 0.01
+tokens = [f"t{i}" for i in range(1500)]
+a, b = core.EmbeddingMatrix(va, tokens), core.EmbeddingMatrix(vb, tokens)
+fast = cp.compare(a, b, k=5, align=False, search="approximate")
+exact = cp.compare(a, b, k=5, align=False, search="exact")
+recall = np.mean([np.intersect1d(g, w).size / 5 for g, w in zip(fast.neighbors_a, exact.neighbors_a)])
+print(fast.search, round(float(recall), 3), "pynndescent" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, check=True)
+    search, recall, imported = out.stdout.split()
+    assert search == "approximate" and float(recall) >= 0.95 and imported == "False"
+
+
+def test_a_cancelled_approximate_search_stops_its_child(tmp_path: Path) -> None:
+    from core.compare._approx import approximate_neighbors
+
+    m = core.EmbeddingMatrix(np.random.default_rng(4).standard_normal((3000, 16)).astype(np.float32),
+                             [f"t{i}" for i in range(3000)])
+    before = set(_children())
+    asked = []
+
+    def cancel() -> bool:
+        asked.append(1)
+        return len(asked) > 3  # once the child is running
+
+    with pytest.raises(Cancelled):
+        approximate_neighbors(m, np.arange(3000), 5, cancel=cancel)
+    assert set(_children()) <= before  # no child left behind
+
+
+def _children() -> list[int]:
+    """Pids of this process's children that are still running (Linux /proc)."""
+    me = str(os.getpid())
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me and fields[0] not in "ZX":
+            found.append(int(stat.parent.name))
+    return found

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.compare._approx import approximate_neighbors
+from core.compare._approx import NNDescentWorker, approximate_neighbors
 from core.compare._common import _readonly
 from core.matrix import EmbeddingMatrix
 from core.progress import CancelFn, ProgressFn
@@ -12,7 +12,8 @@ from core.search import knn
 
 
 def _neighbors(m: EmbeddingMatrix, rows: np.ndarray, k: int, device: str, progress: ProgressFn,
-               cancel: CancelFn | None, search: str = "exact") -> tuple[np.ndarray, np.ndarray]:
+               cancel: CancelFn | None, search: str = "exact",
+               worker: NNDescentWorker | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each compared row's k nearest neighbours among the compared rows (itself left out), as positions.
 
     One call of :func:`core.search.knn` (``search="exact"``), or NN-descent's graph
@@ -20,7 +21,7 @@ def _neighbors(m: EmbeddingMatrix, rows: np.ndarray, k: int, device: str, progre
     matrix itself is the query batch (read block by block, no copy) and no mask is needed.
     """
     if search == "approximate":
-        return approximate_neighbors(m, rows, k, progress=progress, cancel=cancel)
+        return approximate_neighbors(m, rows, k, progress=progress, cancel=cancel, worker=worker)
     everything = rows.size == len(m) and bool(np.all(rows == np.arange(len(m))))
     if everything:
         queries, mask = m.vectors, None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core._io import atomic_dir
-from core.compare._approx import choose_search
+from core.compare._approx import NNDescentWorker, choose_search
 from core.compare._common import _CHUNK_VALUES, _check_int, _span
 from core.compare._neighbors import _neighbors
 from core.compare._result import Comparison
@@ -171,18 +172,20 @@ def quantization_impact(m: EmbeddingMatrix, formats: Sequence[str] = QUANT_FORMA
         raise ParameterError(f"k={k}: only {rows.size:,} tokens are compared; choose k ≤ {rows.size - 1:,}")
     share = 1.0 / (len(fmts) + 1)
     how = choose_search(search, int(rows.size), m.dim, device)
-    nb_a, sc_a = _neighbors(m, rows, k, device, _span(report, 0.0, share, f"{k} neighbours of {rows.size:,} "
-                                                      "tokens in the original"), cancel, how)
-    impacts = []
-    for i, fmt in enumerate(fmts):
-        report(share * (i + 1), f"{fmt} copy")
-        q = quantize(m, fmt)
-        overflow = int(np.count_nonzero(~np.isfinite(q.norms) & np.isfinite(m.norms)))
-        c = _compare(m, q, k=k, align=False, align_on=None, tokens=None, limit=limit, allow_same=True,
-                     device=device, progress=_span(report, share * (i + 1), share * (i + 2), f"{fmt}: neighbours"),
-                     cancel=cancel, known_a=(rows, nb_a, sc_a), search=how)
-        c = replace(c, alignment=f"none: B is the {fmt} copy of A, so both share one space")
-        impacts.append(QuantImpact(fmt, quantized_bytes(m, fmt), len(m) * m.dim * 4, c, overflow))
+    with contextlib.ExitStack() as own:
+        worker = own.enter_context(NNDescentWorker()) if how == "approximate" else None  # one child for all
+        nb_a, sc_a = _neighbors(m, rows, k, device, _span(report, 0.0, share, f"{k} neighbours of {rows.size:,} "
+                                                          "tokens in the original"), cancel, how, worker)
+        impacts = []
+        for i, fmt in enumerate(fmts):
+            report(share * (i + 1), f"{fmt} copy")
+            q = quantize(m, fmt)
+            overflow = int(np.count_nonzero(~np.isfinite(q.norms) & np.isfinite(m.norms)))
+            c = _compare(m, q, k=k, align=False, align_on=None, tokens=None, limit=limit, allow_same=True,
+                         device=device, progress=_span(report, share * (i + 1), share * (i + 2), f"{fmt}: neighbours"),
+                         cancel=cancel, known_a=(rows, nb_a, sc_a), search=how, worker=worker)
+            c = replace(c, alignment=f"none: B is the {fmt} copy of A, so both share one space")
+            impacts.append(QuantImpact(fmt, quantized_bytes(m, fmt), len(m) * m.dim * 4, c, overflow))
     report(1.0, "done")
     return QuantReport(impacts, k, how)
 
