@@ -261,6 +261,18 @@ def test_norm_frequency_against_pandas_and_wordfreq(demo: core.EmbeddingMatrix, 
     assert base.check("norm_frequency").value == pytest.approx(rho, abs=0.01)
 
 
+def test_an_audit_lets_wordfreq_lists_go_and_labels_share_their_strings(demo: core.EmbeddingMatrix,
+                                                                        categories: np.ndarray) -> None:
+    """A server audits now and then: wordfreq's English list (~35 MiB) does not stay in memory after it, and
+    the per-row labels are a few shared strings, not one string object per row."""
+    import wordfreq
+
+    audit(demo)
+    assert wordfreq.get_frequency_dict.cache_info().currsize == 0
+    assert wordfreq.get_frequency_list.cache_info().currsize == 0
+    assert len({id(label) for label in categories}) == len(set(categories.tolist()))
+
+
 def test_norm_frequency_uses_file_order_for_word2vec(tmp_path: Path, lee_model) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "lee.txt"
     lee_model.wv.save_word2vec_format(str(path))

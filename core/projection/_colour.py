@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core._wordfreq import word_lists
 from core.errors import ParameterError, TokenNotFound
 from core.matrix import EmbeddingMatrix
 from core.projection._config import Projection, _extra_columns
@@ -69,21 +70,20 @@ def frequency_buckets(m: EmbeddingMatrix, rows: Sequence[int] | np.ndarray, lang
     Raises:
         ParameterError: ``lang`` is not a language wordfreq knows.
     """
-    import wordfreq
-
-    if lang not in wordfreq.available_languages():
-        raise ParameterError(f"lang={lang!r}: wordfreq has no list for it; choose one of "
-                             f"{', '.join(sorted(wordfreq.available_languages()))}")
-    kinds = m.kinds
-    scheme = m.tokenizer.scheme
-    out = []
-    for i in np.asarray(rows).tolist():
-        if kinds[i] != "word":
-            out.append(FREQUENCY_BUCKETS[6])
-            continue
-        # wordfreq's own lookup: it casefolds, folds digits and splits the way its lists were counted.
-        word = strip_marker(m.index_to_key[i], scheme)[0]
-        out.append(_zipf_bucket(wordfreq.zipf_frequency(word, lang)))
+    with word_lists() as wordfreq:
+        if lang not in wordfreq.available_languages():
+            raise ParameterError(f"lang={lang!r}: wordfreq has no list for it; choose one of "
+                                 f"{', '.join(sorted(wordfreq.available_languages()))}")
+        kinds = m.kinds
+        scheme = m.tokenizer.scheme
+        out = []
+        for i in np.asarray(rows).tolist():
+            if kinds[i] != "word":
+                out.append(FREQUENCY_BUCKETS[6])
+                continue
+            # wordfreq's own lookup: it casefolds, folds digits and splits the way its lists were counted.
+            word = strip_marker(m.index_to_key[i], scheme)[0]
+            out.append(_zipf_bucket(wordfreq.zipf_frequency(word, lang)))
     return out
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from core._status import Status
+from core._wordfreq import word_lists
 from core.audit._context import Context
 from core.audit._shared import dropped_note, na, tokens_of
 from core.audit._spec import CheckSpec, register
@@ -42,11 +43,11 @@ def run(ctx: Context) -> Check:
     ids = np.zeros(0, dtype=np.int64)
     coverage = 0.0
     if source in ("auto", "wordfreq") and words.size:
-        from wordfreq import get_frequency_dict
-
-        table = get_frequency_dict(lang)
-        keys = m.index_to_key
-        f = np.array([table.get(strip_marker(keys[i], scheme)[0].casefold(), 0.0) for i in words])
+        with word_lists() as wordfreq:
+            table = wordfreq.get_frequency_dict(lang)
+            keys = m.index_to_key
+            f = np.array([table.get(strip_marker(keys[i], scheme)[0].casefold(), 0.0) for i in words])
+            del table
         known = f > 0
         coverage = float(known.mean())
         if known.sum() >= min_words and coverage >= policy.num("norm_frequency", "min_coverage"):
