@@ -9,6 +9,7 @@ of A; the exact compare's time is extrapolated from 16,384 tokens (its cost grow
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -89,6 +90,12 @@ def run() -> list[Result]:
     ]
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its ended children (NN-descent builds its graphs in one)."""
+    now = os.times()
+    return now.user + now.system + now.children_user + now.children_system
+
+
 def _big() -> list[Result]:
     va, vb = seeded_pair(BIG_ROWS, BIG_DIM)
     tokens = [f"t{i}" for i in range(BIG_ROWS)]
@@ -98,9 +105,9 @@ def _big() -> list[Result]:
     t = time.perf_counter()
     cp.compare(a, b, k=K, align=False, limit=EXACT_TIMED, search="exact")
     exact = (time.perf_counter() - t) * (BIG_ROWS / EXACT_TIMED) ** 2
-    t, cpu = time.perf_counter(), time.process_time()
+    t, cpu = time.perf_counter(), _cpu_seconds()
     c = cp.compare(a, b, k=K, align=False)
-    ours, ours_cpu = time.perf_counter() - t, time.process_time() - cpu
+    ours, ours_cpu = time.perf_counter() - t, _cpu_seconds() - cpu
     sample = np.sort(np.random.default_rng(1).choice(BIG_ROWS, size=RECALL_SAMPLE, replace=False))
     exact_ids, _ = search.knn_rows(a, sample, k=K, device="cpu")
     recall = float(np.mean([np.intersect1d(c.neighbors_a[i], exact_ids[j]).size / K
