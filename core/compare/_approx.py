@@ -91,8 +91,7 @@ def approximate_neighbors(m: EmbeddingMatrix, rows: np.ndarray, k: int, *, seed:
         x.flush()
         del x
         graph_k = min(n - 1, max(MIN_GRAPH_NEIGHBORS, k + 1))
-        with contextlib.ExitStack() as own:
-            builder = worker if worker is not None else own.enter_context(NNDescentWorker())
+        with worker_for(worker) as builder:
             builder.build(source, out, graph_k, seed, report)
         report(0.9, "approximate neighbours: reading the graph")
         with np.load(out) as graph:
@@ -121,7 +120,8 @@ class NNDescentWorker:
     """A child process (:mod:`core.compare._nndescent`) that builds NN-descent graphs, one after another.
 
     One comparison builds A's and B's graphs in one worker, so NN-descent's compile is paid once; when the
-    worker closes, the child exits and its memory goes with it. A context manager; a cancel kills the child.
+    worker closes, the child exits and its memory goes with it. The child starts at the first :meth:`build`,
+    so a worker no graph is asked of costs nothing. A context manager; a cancel kills the child.
     """
 
     def __init__(self) -> None:
@@ -211,4 +211,9 @@ class NNDescentWorker:
             child.wait()
 
 
-__all__ = ["EXACT_MAX_WORK", "SEARCHES", "NNDescentWorker", "approximate_neighbors", "choose_search"]
+def worker_for(worker: NNDescentWorker | None) -> contextlib.AbstractContextManager[NNDescentWorker]:
+    """``worker`` as it is (whoever made it closes it), or a new worker closed at the end of the block."""
+    return contextlib.nullcontext(worker) if worker is not None else NNDescentWorker()
+
+
+__all__ = ["EXACT_MAX_WORK", "SEARCHES", "NNDescentWorker", "approximate_neighbors", "choose_search", "worker_for"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -172,8 +171,7 @@ def quantization_impact(m: EmbeddingMatrix, formats: Sequence[str] = QUANT_FORMA
         raise ParameterError(f"k={k}: only {rows.size:,} tokens are compared; choose k ≤ {rows.size - 1:,}")
     share = 1.0 / (len(fmts) + 1)
     how = choose_search(search, int(rows.size), m.dim, device)
-    with contextlib.ExitStack() as own:
-        worker = own.enter_context(NNDescentWorker()) if how == "approximate" else None  # one child for all
+    with NNDescentWorker() as worker:  # one child for every copy's graph, started only if one is built
         nb_a, sc_a = _neighbors(m, rows, k, device, _span(report, 0.0, share, f"{k} neighbours of {rows.size:,} "
                                                           "tokens in the original"), cancel, how, worker)
         impacts = []

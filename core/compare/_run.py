@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Sequence
 
 import numpy as np
 
 from core.compare._align import VocabularyMatch, _drift, fit_rotation, match_vocabulary, shared_space
-from core.compare._approx import NNDescentWorker, choose_search
+from core.compare._approx import NNDescentWorker, choose_search, worker_for
 from core.compare._common import _check_int, _label, _readonly, _span
 from core.compare._neighbors import _neighbors, jaccard
 from core.compare._result import Comparison
@@ -154,19 +153,17 @@ def _compare(a: EmbeddingMatrix, b: EmbeddingMatrix, *, k: int, align: bool | No
         notes.append(f"neighbours are approximate (NN-descent graphs of A and B, seeded), so a few Jaccard@{k} "
                      "values may differ from the exact search's; compare with search='exact' (--search exact) "
                      "for exact ones")
-    with contextlib.ExitStack() as own:
-        if how == "approximate" and worker is None:
-            worker = own.enter_context(NNDescentWorker())  # A's and B's graphs in one child process
+    with worker_for(worker) as graphs:  # A's and B's graphs in one child process
         if known_a is not None and np.array_equal(known_a[0], rows_a):
             nb_a, sc_a = known_a[1], known_a[2]
         else:
             nb_a, sc_a = _neighbors(a, rows_a, k, device, _span(report, 0.08, 0.53, f"{k} neighbours of "
-                                                                 f"{n:,} tokens in A"), cancel, how, worker)
+                                                                 f"{n:,} tokens in A"), cancel, how, graphs)
         if identical and np.array_equal(rows_a, rows_b):
             nb_b, sc_b = nb_a, sc_a  # the same rows of the same vectors: the same neighbours
         else:
             nb_b, sc_b = _neighbors(b, rows_b, k, device, _span(report, 0.53, 0.98, f"{k} neighbours of {n:,} "
-                                                                 "tokens in B"), cancel, how, worker)
+                                                                 "tokens in B"), cancel, how, graphs)
     report(0.98, "Jaccard@k")
     jac = jaccard(nb_a, nb_b)
     norm_a = _readonly(np.asarray(a.norms[rows_a], dtype=np.float32))
