@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from core.compare import _nndescent
-from core.compare._common import _readonly
+from core.compare._common import _readonly, positions_dtype
 from core.errors import EmbedscopeError, ParameterError
 from core.matrix import EmbeddingMatrix
 from core.progress import CancelFn, ProgressFn, Reporter
@@ -96,7 +96,7 @@ def approximate_neighbors(m: EmbeddingMatrix, rows: np.ndarray, k: int, *, seed:
         report(0.9, "approximate neighbours: reading the graph")
         with np.load(out) as graph:
             found, dist = graph["found"], graph["dist"]
-    ids = np.full((n, k), -1, dtype=np.int64)
+    ids = np.full((n, k), -1, dtype=positions_dtype(n))
     scores = np.full((n, k), np.nan, dtype=np.float32)
     # A row is usually its own first neighbour, but a duplicate row may come first: drop the row itself
     # wherever it is, then keep the k best others (the graph lists them best first).

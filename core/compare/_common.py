@@ -12,6 +12,12 @@ from core.progress import ProgressFn, Reporter
 _CHUNK_VALUES = 1 << 22
 
 
+def positions_dtype(n: int) -> type[np.signedinteger]:
+    """The integer type of neighbour positions among ``n`` compared tokens: int32 (half of int64's memory,
+    10 MiB per side at 262,144 tokens and k = 10) unless ``n`` needs more."""
+    return np.int32 if n <= np.iinfo(np.int32).max else np.int64
+
+
 def _readonly(a: np.ndarray) -> np.ndarray:
     a.setflags(write=False)
     return a

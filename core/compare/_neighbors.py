@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.compare._approx import NNDescentWorker, approximate_neighbors
-from core.compare._common import _readonly
+from core.compare._common import _readonly, positions_dtype
 from core.matrix import EmbeddingMatrix
 from core.progress import CancelFn, ProgressFn
 from core.search import knn
@@ -31,7 +31,7 @@ def _neighbors(m: EmbeddingMatrix, rows: np.ndarray, k: int, device: str, progre
         mask[rows] = True
     ids, scores = knn(m, queries, k, "cosine", exclude=rows, mask=mask, device=device, progress=progress,
                       cancel=cancel)
-    where = np.full(len(m), -1, dtype=np.int64)
+    where = np.full(len(m), -1, dtype=positions_dtype(rows.size))
     where[rows] = np.arange(rows.size)
     pos = np.where(ids >= 0, where[np.where(ids >= 0, ids, 0)], -1)
     return _readonly(pos), scores

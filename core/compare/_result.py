@@ -71,8 +71,8 @@ class Comparison:
         rotation: the (dim × dim) orthogonal matrix R with a·R ≈ b, or None.
         drift: 1 − cosine(a·R, b) per token (float64), or None when the dimensions differ.
         jaccard: Jaccard@k per token (float64).
-        neighbors_a, neighbors_b: (tokens × k) positions into ``tokens`` of each token's nearest
-            neighbours in A and in B, best first; scores_a, scores_b: their cosines.
+        neighbors_a, neighbors_b: (tokens × k) positions into ``tokens`` (int32; -1 pads) of each token's
+            nearest neighbours in A and in B, best first; scores_a, scores_b: their cosines.
         norm_a, norm_b: row norms (float32).
         notes: what the user should know (tokens left out, an under-determined rotation, ...).
         search: "exact", or "approximate" where the neighbours came from NN-descent (a note says so).
