@@ -176,8 +176,13 @@ class EmbeddingMatrix:
 
     @cached_property
     def _plain(self) -> list[str]:
+        """Each token without its marker, case-folded; a token that is already so is kept, not copied."""
         scheme = self.tokenizer.scheme
-        return [strip_marker(t, scheme)[0].casefold() for t in self.index_to_key]
+        out = []
+        for t in self.index_to_key:
+            p = strip_marker(t, scheme)[0].casefold()
+            out.append(t if p == t else p)
+        return out
 
     def suggest(self, word: str, n: int = 5) -> list[str]:
         """Up to ``n`` vocabulary entries spelled most like ``word`` (case and markers ignored)."""
@@ -308,6 +313,32 @@ class EmbeddingMatrix:
         for t in self.index_to_key:
             h.update(t.encode("utf-8", "surrogatepass") + b"\0")
         return h.hexdigest()
+
+    @cached_property
+    def vocabulary_digest(self) -> str:
+        """Digest of the tokens alone, in row order (16 hex chars): equal for matrices of one vocabulary."""
+        h = hashlib.blake2b(digest_size=8)
+        for t in self.index_to_key:
+            h.update(t.encode("utf-8", "surrogatepass") + b"\0")
+        return h.hexdigest()
+
+    def share_vocabulary(self, other: EmbeddingMatrix) -> bool:
+        """Use ``other``'s tokens and token index when both matrices hold the same tokens in the same order.
+
+        Two matrices of one vocabulary (a model before and after fine-tuning, two releases) then keep one copy
+        of it: about 40 MiB for 262,144 tokens. Nothing a lookup answers changes, the tokens being equal; a
+        word tokenizer is rebuilt over the shared index. Returns whether the vocabulary is now shared.
+        """
+        if self.key_to_index is other.key_to_index:
+            return True
+        if self.index_to_key != other.index_to_key:
+            return False
+        self.index_to_key, self.key_to_index = other.index_to_key, other.key_to_index
+        if isinstance(self.tokenizer, WordTokenizer):
+            self.tokenizer = WordTokenizer(other.key_to_index, self.tokenizer.source, self.tokenizer.cjk_chars)
+        for derived in ("_plain", "upper_key_to_index"):  # equal strings of the old copy: made again if asked
+            self.__dict__.pop(derived, None)
+        return True
 
     def with_vectors(self, vectors: np.ndarray, provenance: Provenance | None = None) -> EmbeddingMatrix:
         """A new matrix with the same vocabulary and tokenizer and other vectors of the same row count."""

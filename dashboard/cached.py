@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -60,8 +61,28 @@ def matrix(spec: SourceSpec) -> EmbeddingMatrix:
         from core.finetune import runs_root
 
         source = check_allowed(spec.value, [runs_root().resolve()])
-    return core.load(source, tensor=spec.tensor or None, vocab=spec.vocab or None, format=spec.format or None,
-                     output=spec.output)
+    m = core.load(source, tensor=spec.tensor or None, vocab=spec.vocab or None, format=spec.format or None,
+                  output=spec.output)
+    _share_vocabulary(m)
+    return m
+
+
+@st.cache_resource(show_spinner=False)
+def _vocabularies() -> tuple[dict[str, weakref.ref[EmbeddingMatrix]], threading.Lock]:
+    """Per process: the first open matrix of each vocabulary (by digest), held weakly, and its lock."""
+    return {}, threading.Lock()
+
+
+def _share_vocabulary(m: EmbeddingMatrix) -> None:
+    """Let ``m`` use the tokens and index of an open matrix of the same vocabulary (one copy for both)."""
+    owners, lock = _vocabularies()
+    with lock:
+        for gone in [d for d, r in owners.items() if r() is None]:
+            del owners[gone]
+        ref = owners.get(m.vocabulary_digest)
+        first = ref() if ref is not None else None
+        if first is None or not m.share_vocabulary(first):
+            owners[m.vocabulary_digest] = weakref.ref(m)
 
 
 @st.cache_resource(show_spinner="Computing statistics…", max_entries=16, hash_funcs=BY_KEY)

@@ -130,3 +130,43 @@ def test_projector_tsv_count_mismatch_names_both(tmp_path: Path) -> None:
     (tmp_path / "vectors.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     with pytest.raises(FormatError, match=r"vectors.tsv: line 5: expected 3 tab-separated values"):
         core.load(tmp_path)
+
+
+def _two_tables_one_vocabulary(folder: Path) -> tuple[Path, Path, Path]:
+    """Two seeded tables of MiniLM's size beside a copy of its released vocab.txt (30,522 WordPiece tokens)."""
+    vocab = folder / "vocab.txt"
+    vocab.write_bytes((core.demo_path() / "vocab.txt").read_bytes())
+    rows = len(vocab.read_text(encoding="utf-8").splitlines())
+    rng = np.random.default_rng(3)
+    for name in ("a.npy", "b.npy"):
+        np.save(folder / name, rng.standard_normal((rows, 8), dtype=np.float32))
+    return folder / "a.npy", folder / "b.npy", vocab
+
+
+def test_two_matrices_of_one_vocabulary_share_it(tmp_path: Path) -> None:
+    a_path, b_path, vocab = _two_tables_one_vocabulary(tmp_path)
+    lines = vocab.read_text(encoding="utf-8").splitlines()  # the oracle: a token's row is its line
+    a, b = core.load(a_path, vocab=vocab), core.load(b_path, vocab=vocab)
+    assert a.key_to_index is not b.key_to_index and a.vocabulary_digest == b.vocabulary_digest
+    b.suggest("helo")  # derived per-token state made before sharing goes with the old copy
+    assert b.share_vocabulary(a) and b.share_vocabulary(a)
+    assert b.index_to_key is a.index_to_key and b.key_to_index is a.key_to_index
+    assert "_plain" not in vars(b)
+    for token in ("[CLS]", "hello", "##ing", lines[-1]):
+        assert b.get_index(token) == lines.index(token)
+    assert [(p.token, p.id) for p in b.lookup("hello world")] == [("hello", lines.index("hello")),
+                                                                  ("world", lines.index("world"))]
+    assert b.tokenizer._k2i is a.key_to_index  # the word tokenizer looks up in the shared index
+    assert "hello" in b.suggest("helo") and np.array_equal(b.get_vector("hello"), np.load(b_path)[lines.index("hello")])
+
+
+def test_a_different_vocabulary_is_not_shared(tmp_path: Path) -> None:
+    a_path, b_path, vocab = _two_tables_one_vocabulary(tmp_path)
+    other = tmp_path / "other.txt"
+    swapped = vocab.read_text(encoding="utf-8").splitlines()
+    swapped[100], swapped[101] = swapped[101], swapped[100]  # same tokens, two rows swapped
+    other.write_text("\n".join(swapped) + "\n", encoding="utf-8")
+    a, b = core.load(a_path, vocab=vocab), core.load(b_path, vocab=other)
+    assert a.vocabulary_digest != b.vocabulary_digest
+    assert not b.share_vocabulary(a)
+    assert b.key_to_index is not a.key_to_index and b.get_index(swapped[100]) == 100

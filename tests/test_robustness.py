@@ -89,3 +89,27 @@ def test_fine_tune_killed_mid_run_leaves_no_output(tmp_path: Path, capsys: pytes
     assert json.loads(capsys.readouterr().out)["out"] == str(out)
     assert core.load(out).shape == (30522, 384)
     assert _digest(source) == before
+
+
+def test_open_matrices_of_one_vocabulary_share_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from dashboard import cached
+    from dashboard.state import SourceSpec
+
+    monkeypatch.setenv("EMBEDSCOPE_DATA_ROOTS", str(tmp_path))
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_bytes((core.demo_path() / "vocab.txt").read_bytes())
+    rows = len(vocab.read_text(encoding="utf-8").splitlines())
+    rng = np.random.default_rng(5)
+    for name in ("a.npy", "b.npy", "c.npy"):
+        np.save(tmp_path / name, rng.standard_normal((rows, 4), dtype=np.float32))
+    swapped = vocab.read_text(encoding="utf-8").splitlines()
+    swapped[0], swapped[1] = swapped[1], swapped[0]
+    (tmp_path / "swapped.txt").write_text("\n".join(swapped) + "\n", encoding="utf-8")
+    a, b, c = (cached.matrix(SourceSpec("path", str(tmp_path / n), vocab=str(vocab))) for n in ("a.npy", "b.npy",
+                                                                                              "c.npy"))
+    assert a.key_to_index is b.key_to_index is c.key_to_index  # one copy of the 30,522 tokens for three tables
+    assert b.get_index("hello") == vocab.read_text(encoding="utf-8").splitlines().index("hello")
+    other = cached.matrix(SourceSpec("path", str(tmp_path / "a.npy"), vocab=str(tmp_path / "swapped.txt")))
+    assert other.key_to_index is not a.key_to_index and other.index_to_key[0] == swapped[0]
