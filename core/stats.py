@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 _CHUNK_VALUES = 1 << 24
+#: Values per chunk of :func:`per_dimension`, which holds a float64 copy of each.
+_PER_DIM_VALUES = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -177,14 +179,19 @@ def per_dimension(m: EmbeddingMatrix) -> tuple[np.ndarray, np.ndarray]:
     s = np.zeros(m.dim)
     ss = np.zeros(m.dim)
     count = np.zeros(m.dim)
-    step = max(1, _CHUNK_VALUES // max(1, m.dim))
-    for start in _chunks(m):
-        chunk = np.asarray(m.vectors[start:start + step], dtype=np.float64)
+    # One float64 copy of a chunk at a time (32 MiB), squared in place: ~40 MiB of temporary memory at any size.
+    step = max(1, _PER_DIM_VALUES // max(1, m.dim))
+    for start in range(0, len(m), step):
+        chunk = np.array(m.vectors[start:start + step], dtype=np.float64)
         finite = np.isfinite(chunk)
-        chunk = np.where(finite, chunk, 0.0)
+        if finite.all():
+            count += chunk.shape[0]
+        else:
+            chunk[~finite] = 0.0
+            count += finite.sum(axis=0)
+        del finite
         s += chunk.sum(axis=0)
-        ss += np.square(chunk).sum(axis=0)
-        count += finite.sum(axis=0)
+        ss += np.square(chunk, out=chunk).sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = s / count
         std = np.sqrt(np.maximum(ss / count - mean * mean, 0.0))

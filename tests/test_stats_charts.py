@@ -25,6 +25,19 @@ def test_nonfinite_rows_are_counted_not_averaged() -> None:
     assert s.mean == pytest.approx(np.mean([1.0, 2.0, 4.0, 0.0]))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_per_dimension_leaves_out_nonfinite_values(dtype: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stats, "_PER_DIM_VALUES", 12)  # several chunks of 3 rows, some with NaN/Inf
+    a = np.random.default_rng(4).normal(size=(10, 4)).astype(dtype)
+    a[1, 0], a[5, 2], a[9, 3] = np.nan, np.inf, -np.inf
+    m = core.EmbeddingMatrix(a, [f"t{i}" for i in range(10)])
+    mean, std = stats.per_dimension(m)
+    masked = np.where(np.isfinite(a), a, np.nan).astype(np.float64)
+    assert np.allclose(mean, np.nanmean(masked, axis=0), atol=1e-12)
+    assert np.allclose(std, np.nanstd(masked, axis=0), atol=1e-12)
+    assert np.isnan(m.vectors[1, 0]) and not m.vectors.flags.writeable  # the matrix itself is untouched
+
+
 def test_cosine_and_top_dims(demo: core.EmbeddingMatrix) -> None:
     a, b = np.asarray(demo["hello"]), np.asarray(demo["hi"])
     assert stats.cosine(a, b) == pytest.approx(1 - scipy_cosine(a, b), abs=1e-6)
