@@ -4,7 +4,9 @@ numpy needs several passes over a block of scores to keep its best ``k`` (a part
 and several more to combine shared basis products into analogy scores (a gather and an add per term).
 These loops do each in one pass: a score is compared with the ``k``-th best so far and, rarely, inserted.
 Analogies (three terms) are scored and tested a run of 64 rows at a time in one vectorised loop, and only a
-run that holds a better score is looked at row by row (3CosAdd's +1, +1, −1 needs no products at all).
+run that holds a better score is looked at row by row (3CosAdd's +1, +1, −1 needs no products at all). The runs
+index with unsigned integers and test with a boolean "or": with a signed index the compiler must allow for a
+negative one (numba wraps those) and vectorises far less (+38% on an analogy set's loop, measured).
 The arithmetic is numpy's, in the same order and in float32 (no fast-math), so the scores are the ones
 numpy would give, bit for bit. Ties keep the lower row id: rows are visited in increasing order and only a
 strictly better score displaces a kept one.
@@ -60,10 +62,11 @@ def _keep_best(row: np.ndarray, q: int, c0: int, blocked: np.ndarray, exclude: n
     full = n - n % _RUN
     for r0 in range(0, n, _RUN):
         if r0 < full:
-            hit = 0
+            hit = False
+            u = np.uint64(r0)
             for c in range(_RUN):
-                hit |= row[r0 + c] > worst
-            if hit == 0:
+                hit = hit | (row[u + np.uint64(c)] > worst)
+            if not hit:
                 continue
         for c in range(r0, min(n, r0 + _RUN)):
             v = row[c]
@@ -152,17 +155,20 @@ def _sum3(f: np.ndarray, terms: np.ndarray, weights: np.ndarray, q0: int, q1: in
         analogy = wa == 1.0 and wb == 1.0 and wc == -1.0
         worst = best_s[q, best_s.shape[1] - 1]
         for r0 in range(0, full, _RUN):
-            hit = 0
+            hit = False
+            u = np.uint64(r0)
             if analogy:
                 for c in range(_RUN):
-                    v = fa[r0 + c] + fb[r0 + c]
-                    v = v - fc[r0 + c]
-                    hit |= v > worst
+                    i = u + np.uint64(c)
+                    v = fa[i] + fb[i]
+                    v = v - fc[i]
+                    hit = hit | (v > worst)
             else:
                 for c in range(_RUN):
-                    v = fa[r0 + c] * wa + fb[r0 + c] * wb
-                    v = v + fc[r0 + c] * wc
-                    hit |= v > worst
+                    i = u + np.uint64(c)
+                    v = fa[i] * wa + fb[i] * wb
+                    v = v + fc[i] * wc
+                    hit = hit | (v > worst)
             if hit:
                 for c in range(_RUN):
                     v = fa[r0 + c] * wa + fb[r0 + c] * wb
@@ -189,12 +195,14 @@ def _cosmul3(f: np.ndarray, terms: np.ndarray, q0: int, q1: int, c0: int, blocke
         fa, fb, fc = f[terms[q, 0]], f[terms[q, 1]], f[terms[q, 2]]
         worst = best_s[q, best_s.shape[1] - 1]
         for r0 in range(0, full, _RUN):
-            hit = 0
+            hit = False
+            u = np.uint64(r0)
             for c in range(_RUN):
-                v = fa[r0 + c] * fb[r0 + c]
-                v = v / (fc[r0 + c] + eps)
+                i = u + np.uint64(c)
+                v = fa[i] * fb[i]
+                v = v / (fc[i] + eps)
                 buf[c] = v
-                hit |= v > worst
+                hit = hit | (v > worst)
             if hit:
                 worst = _take(buf, _RUN, r0, q, c0, blocked, exclude, best_s, best_i)
         for c in range(n - full):
