@@ -310,17 +310,20 @@ class EmbeddingMatrix:
         step = max(1, (1 << 22) // max(1, self.dim))
         for s in range(0, len(self), step):
             h.update(np.ascontiguousarray(self._vectors[s:s + step]).tobytes())
-        for t in self.index_to_key:
-            h.update(t.encode("utf-8", "surrogatepass") + b"\0")
+        self._hash_tokens(h)
         return h.hexdigest()
 
     @cached_property
     def vocabulary_digest(self) -> str:
         """Digest of the tokens alone, in row order (16 hex chars): equal for matrices of one vocabulary."""
         h = hashlib.blake2b(digest_size=8)
+        self._hash_tokens(h)
+        return h.hexdigest()
+
+    def _hash_tokens(self, h: hashlib.blake2b) -> None:
+        """Feed every token, in row order and NUL-terminated, to ``h`` (both digests of a matrix read them so)."""
         for t in self.index_to_key:
             h.update(t.encode("utf-8", "surrogatepass") + b"\0")
-        return h.hexdigest()
 
     def share_vocabulary(self, other: EmbeddingMatrix) -> bool:
         """Use ``other``'s tokens and token index when both matrices hold the same tokens in the same order.
