@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -285,6 +287,139 @@ def test_cosmul_of_a_shared_basis(tied: core.EmbeddingMatrix) -> None:
     ref = np.argsort(-s, axis=1, kind="stable")[:, :5]
     np.testing.assert_array_equal(ids, ref)
     np.testing.assert_allclose(scores, np.take_along_axis(s, ref, axis=1), rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def chunked() -> core.EmbeddingMatrix:
+    """Rows 0..63 again at 4,096.. and 8,192.. (exact ties in three chunks of the compiled scan, which its
+    threads take in turns), among 12,500 random rows."""
+    rng = np.random.default_rng(11)
+    vecs = rng.standard_normal((12_500, 16)).astype(np.float32)
+    for start in (4096, 8192):
+        vecs[start:start + 64] = vecs[:64]
+    return core.EmbeddingMatrix(vecs, [f"c{i}" for i in range(len(vecs))])
+
+
+@pytest.mark.parametrize("setup", ["threads", "one core", "large basis"])
+def test_sums_scanned_by_several_threads_keep_ties_to_the_lowest_id(chunked: core.EmbeddingMatrix, setup: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each thread keeps its own best rows over its chunks; merged, they are the float64 oracle's, and of
+    three equal rows in three chunks the lowest id comes first. Also on one core (no threads), and with a
+    basis so large that the chunks shrink to keep its products within the engine's memory budget."""
+    from core.search import _compiled
+
+    if setup == "one core":
+        monkeypatch.setattr(_compiled.os, "cpu_count", lambda: 1)
+    v = np.asarray(chunked.vectors, dtype=np.float64)
+    rng = np.random.default_rng(12)
+    words = np.concatenate([np.arange(40), rng.choice(np.arange(100, 4000), 20, replace=False)])
+    if setup == "large basis":  # 6,060 basis rows: 1,384-column chunks on 2 cores
+        words = np.concatenate([words, rng.choice(np.arange(100, 12_500), 6000, replace=False)])
+    basis = _unit64(v[words])
+    # Questions on one word pair come in a row, as in an analogy file: (b - a) + c.
+    terms = np.stack([np.repeat(np.arange(20), 3), np.repeat(np.arange(20, 40), 3), rng.integers(40, 60, 60)], 1)
+    weights = np.tile([1.0, -1.0, 1.0], (60, 1))
+    ids, scores = search.knn_of_sums(chunked, basis, terms, weights, k=6, exclude=words[terms])
+    q = np.einsum("qt,qtd->qd", weights, basis[terms])
+    s = _unit64(q) @ _unit64(v).T
+    s[np.arange(60)[:, None], words[terms]] = -np.inf
+    for qi in range(60):
+        order = np.lexsort((np.arange(len(v)), -s[qi]))[:6]
+        np.testing.assert_array_equal(ids[qi], order)
+        np.testing.assert_allclose(scores[qi], s[qi, order], rtol=1e-5, atol=1e-5)
+    # b = c = a row of the first chunk, a = an unrelated row: its three copies, lowest id first.
+    twins, _ = search.knn_of_sums(chunked, np.concatenate([_unit64(v[:20]), _unit64(v[5000:5001])]),
+                                  np.stack([np.arange(20), np.full(20, 20), np.arange(20)], axis=1),
+                                  np.tile([1.0, -1.0, 1.0], (20, 1)), k=3)
+    np.testing.assert_array_equal(twins, np.arange(20)[:, None] + np.array([0, 4096, 8192]))
+
+
+def test_a_cancelled_sum_scan_stops_its_threads_and_gives_blas_back(chunked: core.EmbeddingMatrix,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cancel while the threads are in their first chunk (each chunk is slowed to 0.5 s): Cancelled, the
+    threads start no further chunk and are gone, and BLAS has the threads it had before (the scan caps it
+    at one while its own threads run)."""
+    import threading
+    import time
+
+    from threadpoolctl import threadpool_info
+
+    from core.errors import Cancelled
+    from core.search import _kernels
+
+    def blas_threads() -> list[int]:
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    before = blas_threads()
+    chunks: list[int] = []
+    combine = _kernels.combine_keep_best
+
+    def slow(*args: object) -> None:
+        chunks.append(1)
+        time.sleep(0.5)
+        combine(*args)
+
+    monkeypatch.setattr(_kernels, "combine_keep_best", slow)
+    v = np.asarray(chunked.vectors, dtype=np.float64)
+    basis = _unit64(v[:30])
+    terms = np.stack([np.arange(30), np.roll(np.arange(30), 1), np.roll(np.arange(30), 2)], axis=1)
+    weights = np.tile([1.0, -1.0, 1.0], (30, 1))
+    seen: list[float] = []
+    with pytest.raises(Cancelled):
+        search.knn_of_sums(chunked, basis, terms, weights, k=5, progress=lambda f, msg: seen.append(f),
+                           cancel=lambda: len(seen) > 0)
+    n_threads = min(4, len(chunks))
+    assert 1 <= len(chunks) <= n_threads < 4  # 4 chunks of 4,096 rows; cancelled before any thread's second
+    assert not [t for t in threading.enumerate() if t.name.startswith("embedscope-search")]
+    assert blas_threads() == before
+    monkeypatch.undo()
+    ids, _ = search.knn_of_sums(chunked, basis, terms, weights, k=5)
+    assert ids.shape == (30, 5) and blas_threads() == before
+
+
+_OVERLAP = """
+import threading
+import numpy as np
+from threadpoolctl import threadpool_info
+from core._threads import one_blas_thread
+
+def blas():
+    return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+before = blas()
+first_in, first_out, seen = threading.Event(), threading.Event(), {}
+
+def first():
+    with one_blas_thread():
+        first_in.set()
+        seen["first"] = blas()
+        np.ones((300, 300)) @ np.ones((300, 300))
+
+def second():
+    first_in.wait()
+    with one_blas_thread():
+        first_out.wait()
+        seen["second, after the first ended"] = blas()
+
+t1, t2 = threading.Thread(target=first), threading.Thread(target=second)
+t2.start(); t1.start(); t1.join(); first_out.set(); t2.join()
+seen["after both"] = blas()
+print(before, seen)
+assert all(n == 1 for n in seen["first"]) and all(n == 1 for n in seen["second, after the first ended"])
+assert seen["after both"] == before and max(before) > 1
+"""
+
+
+def test_blas_cap_is_lifted_only_when_the_last_overlapping_job_ends() -> None:
+    """Two jobs on two session threads of one server, the first ending while the second runs: BLAS stays on
+    one thread until both end, then has its threads back. In a fresh process whose main thread never set
+    BLAS threads, as on the dashboard's server (OpenBLAS ignores other threads once the main one has)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-c", _OVERLAP], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 @needs_fbgemm

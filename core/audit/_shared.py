@@ -5,7 +5,6 @@ Rows are read in chunks, so memory stays at a few blocks besides the matrix.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -14,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from core._status import Status
+from core._threads import one_blas_thread
 from core.audit.policy import Policy
 from core.audit.result import Check
 from core.matrix import EmbeddingMatrix
@@ -124,15 +124,6 @@ def unit_rows(m: EmbeddingMatrix, rows: np.ndarray, norms: np.ndarray) -> np.nda
     return x / norms[rows, None].astype(np.float32)
 
 
-def one_thread() -> contextlib.AbstractContextManager[object]:
-    """BLAS on one thread: small factorisations are slower threaded, badly so on a busy machine."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - comes with scikit-learn
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
-
-
 def top_directions(y: np.ndarray, k: int, rng: np.random.Generator, iters: int = 6) -> np.ndarray:
     """Top-``k`` right singular vectors of ``y`` (k × d, orthonormal rows) by subspace iteration."""
     d = y.shape[1]
@@ -140,10 +131,10 @@ def top_directions(y: np.ndarray, k: int, rng: np.random.Generator, iters: int =
     q = rng.standard_normal((d, min(d, k + 8))).astype(y.dtype)
     for _ in range(iters):
         q = y.T @ (y @ q)
-        with one_thread():
+        with one_blas_thread():
             q, _ = np.linalg.qr(q)
     b = y @ q
-    with one_thread():
+    with one_blas_thread():
         _, _, vt = np.linalg.svd(b, full_matrices=False)
     out = (vt[:k] @ q.T).astype(np.float32)
     out /= np.linalg.norm(out, axis=1, keepdims=True)

@@ -16,13 +16,13 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from core._threads import one_blas_thread
 from core.audit._context import Context
 from core.audit._shared import (
     Scan,
     dropped_note,
     histogram,
     na,
-    one_thread,
     robust_z,
     row_chunks,
     status_above,
@@ -71,7 +71,7 @@ def _first_pc(m: EmbeddingMatrix, rows: np.ndarray, rng: np.random.Generator, dr
     x -= x.mean(axis=0)
     if m.dim <= 2048:
         cov = x.T @ x
-        with one_thread():
+        with one_blas_thread():
             _, vecs = np.linalg.eigh(cov)
         pc = vecs[:, -1]
     else:
