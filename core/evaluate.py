@@ -210,9 +210,10 @@ def evaluate_analogies(m: EmbeddingMatrix, source: AnalogySet | str | os.PathLik
         inverse = inverse.reshape(-1, 3)
         basis = _unit(m, distinct)
         if checked == "add":
-            # gensim's query: unit(b) + unit(c) - unit(a), then unit-normalised.
-            weights = np.tile([1.0, 1.0, -1.0], (len(inverse), 1))
-            found, _ = knn_of_sums(m, basis, inverse[:, [1, 2, 0]], weights, k, "cosine", exclude=q_ids[:, :3],
+            # gensim's query: unit(b) + unit(c) - unit(a), then unit-normalised. Summed as (b - a) + c: an
+            # analogy file's consecutive questions share a and b, so the search makes b - a once for them.
+            weights = np.tile([1.0, -1.0, 1.0], (len(inverse), 1))
+            found, _ = knn_of_sums(m, basis, inverse[:, [1, 0, 2]], weights, k, "cosine", exclude=q_ids[:, :3],
                                    restrict=n_scan, device=device, progress=sub, cancel=cancel)
         else:
             found, _ = cosmul_knn(m, basis, inverse[:, [1, 2]], inverse[:, [0]], k, exclude=q_ids[:, :3],

@@ -4,7 +4,8 @@ numpy needs several passes over a block of scores to keep its best ``k`` (a part
 and several more to combine shared basis products into analogy scores (a gather and an add per term).
 These loops do each in one pass: a score is compared with the ``k``-th best so far and, rarely, inserted.
 Analogies (three terms) are scored and tested a run of 64 rows at a time in one vectorised loop, and only a
-run that holds a better score is looked at row by row (3CosAdd's +1, +1, −1 needs no products at all). The runs
+run that holds a better score is looked at row by row; questions on one word pair share its difference
+(3CosAdd's (b − a) + c needs no products at all). The runs
 index with unsigned integers and test with a boolean "or": with a signed index the compiler must allow for a
 negative one (numba wraps those) and vectorises far less (+38% on an analogy set's loop, measured).
 The arithmetic is numpy's, in the same order and in float32 (no fast-math), so the scores are the ones
@@ -142,42 +143,71 @@ def _sum3(f: np.ndarray, terms: np.ndarray, weights: np.ndarray, q0: int, q1: in
           exclude: np.ndarray, best_s: np.ndarray, best_i: np.ndarray) -> None:  # pragma: no cover
     """:func:`combine_keep_best` for three weighted terms (3CosAdd), in one pass per run of ``_RUN`` columns.
 
-    Each score is ``(f[a]·wa + f[b]·wb) + f[c]·wc`` in float32, as the term-by-term passes compute it; with the
-    weights +1, +1, −1 of an analogy that is exactly ``(f[a] + f[b]) − f[c]``, which needs no products. A run is
-    only tested against the k-th best; its scores are computed again for the rare run that holds a better one.
+    Each score is ``(f[a]·wa + f[b]·wb) + f[c]·wc`` in float32, as the term-by-term passes compute it.
+    Consecutive queries with the same first two terms (an analogy set's questions on one word pair) share
+    that first sum, made once per chunk; each query then reads only its third term (the loop is bound by
+    what it reads: 15% faster on an analogy set). A weight of ±1 needs no product (the result is the same).
     """
     n = f.shape[1]
-    full = n - n % _RUN
+    pair = np.empty(n, dtype=np.float32)
     buf = np.empty(_RUN, dtype=np.float32)
-    for q in range(q0, q1):
-        fa, fb, fc = f[terms[q, 0]], f[terms[q, 1]], f[terms[q, 2]]
-        wa, wb, wc = weights[q, 0], weights[q, 1], weights[q, 2]
-        analogy = wa == 1.0 and wb == 1.0 and wc == -1.0
-        worst = best_s[q, best_s.shape[1] - 1]
-        for r0 in range(0, full, _RUN):
-            hit = False
-            u = np.uint64(r0)
-            if analogy:
-                for c in range(_RUN):
-                    i = u + np.uint64(c)
-                    v = fa[i] + fb[i]
-                    v = v - fc[i]
-                    hit = hit | (v > worst)
-            else:
-                for c in range(_RUN):
-                    i = u + np.uint64(c)
-                    v = fa[i] * wa + fb[i] * wb
-                    v = v + fc[i] * wc
-                    hit = hit | (v > worst)
-            if hit:
-                for c in range(_RUN):
-                    v = fa[r0 + c] * wa + fb[r0 + c] * wb
-                    buf[c] = v + fc[r0 + c] * wc
-                worst = _take(buf, _RUN, r0, q, c0, blocked, exclude, best_s, best_i)
-        for c in range(n - full):
-            v = fa[full + c] * wa + fb[full + c] * wb
-            buf[c] = v + fc[full + c] * wc
-        _take(buf, n - full, full, q, c0, blocked, exclude, best_s, best_i)
+    q = q0
+    while q < q1:
+        a, b = terms[q, 0], terms[q, 1]
+        wa, wb = weights[q, 0], weights[q, 1]
+        g = q + 1
+        while g < q1 and terms[g, 0] == a and terms[g, 1] == b and weights[g, 0] == wa and weights[g, 1] == wb:
+            g += 1
+        fa, fb = f[a], f[b]
+        if wa == 1.0 and wb == -1.0:
+            for c in range(n):
+                pair[c] = fa[c] - fb[c]
+        elif wa == 1.0 and wb == 1.0:
+            for c in range(n):
+                pair[c] = fa[c] + fb[c]
+        else:
+            for c in range(n):
+                pair[c] = fa[c] * wa + fb[c] * wb
+        for p in range(q, g):
+            _pair_plus(pair, f[terms[p, 2]], weights[p, 2], buf, p, c0, blocked, exclude, best_s, best_i)
+        q = g
+
+
+@njit(nogil=True, cache=True)
+def _pair_plus(pair: np.ndarray, fc: np.ndarray, wc: float, buf: np.ndarray, q: int, c0: int, blocked: np.ndarray,
+               exclude: np.ndarray, best_s: np.ndarray, best_i: np.ndarray) -> None:  # pragma: no cover
+    """Query q's scores ``pair + fc·wc`` merged into its best list, a run of ``_RUN`` columns at a time.
+
+    A run is only tested against the k-th best; its scores are computed again (into ``buf``) for the rare
+    run that holds a better one.
+    """
+    n = pair.shape[0]
+    full = n - n % _RUN
+    worst = best_s[q, best_s.shape[1] - 1]
+    plus = wc == 1.0
+    minus = wc == -1.0
+    for r0 in range(0, full, _RUN):
+        hit = False
+        u = np.uint64(r0)
+        if plus:
+            for c in range(_RUN):
+                i = u + np.uint64(c)
+                hit = hit | (pair[i] + fc[i] > worst)
+        elif minus:
+            for c in range(_RUN):
+                i = u + np.uint64(c)
+                hit = hit | (pair[i] - fc[i] > worst)
+        else:
+            for c in range(_RUN):
+                i = u + np.uint64(c)
+                hit = hit | (pair[i] + fc[i] * wc > worst)
+        if hit:
+            for c in range(_RUN):
+                buf[c] = pair[r0 + c] + fc[r0 + c] * wc
+            worst = _take(buf, _RUN, r0, q, c0, blocked, exclude, best_s, best_i)
+    for c in range(n - full):
+        buf[c] = pair[full + c] + fc[full + c] * wc
+    _take(buf, n - full, full, q, c0, blocked, exclude, best_s, best_i)
 
 
 @njit(nogil=True, cache=True)
