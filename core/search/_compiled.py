@@ -149,5 +149,5 @@ def _scan_basis(pool: ThreadPoolExecutor | None, ops: NumpyOps, plan: _engine.Pl
         return lists[0]
     s = np.concatenate([b[0] for b in lists], axis=1)
     i = np.concatenate([b[1] for b in lists], axis=1)
-    order = np.lexsort((np.where(i < 0, np.iinfo(np.int64).max, i), -s), axis=1)[:, :k]
+    order = _engine.rank_order(i, -s)[:, :k]
     return np.take_along_axis(s, order, axis=1), np.take_along_axis(i, order, axis=1)

@@ -157,9 +157,14 @@ def scan(index: SearchIndex, plan: Plan, k: int, exclude: np.ndarray | None, res
         # A positive factor per query does not change its ranking, so it is applied to the winners only.
         vals_np /= np.where(plan.qnorms > 0, plan.qnorms, np.inf).astype(np.float32)[:, None]
     ids_np[np.isneginf(vals_np)] = -1
-    order = np.lexsort((np.where(ids_np < 0, np.iinfo(np.int64).max, ids_np), -vals_np), axis=1)
+    order = rank_order(ids_np, -vals_np)
     report(1.0, what)
     return np.take_along_axis(ids_np, order, axis=1), np.take_along_axis(vals_np, order, axis=1)
+
+
+def rank_order(ids: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """Per row, the order that sorts by ``key`` ascending, ties to the lower id, -1 (no row) last."""
+    return np.lexsort((np.where(ids < 0, np.iinfo(np.int64).max, ids), key), axis=1)
 
 
 def chunk_rows(n_scan: int, width: int, dim: int) -> int:

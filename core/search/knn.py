@@ -19,7 +19,7 @@ import numpy as np
 
 from core.errors import ParameterError
 from core.progress import CancelFn, ProgressFn, Reporter
-from core.search._engine import Plan, as_float32, as_matrix, exclusions, scan, term_rows, unit_rows
+from core.search._engine import Plan, as_float32, as_matrix, exclusions, rank_order, scan, term_rows, unit_rows
 from core.search.index import Filters
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def _finish(m: EmbeddingMatrix, metric: str, ids: np.ndarray, scores: np.ndarray
     """Euclidean: exact distances for the winners; pads become NaN; arrays read-only."""
     if metric == "euclidean" and queries is not None:
         scores = _exact_distances(m, queries, ids)
-        order = np.lexsort((np.where(ids < 0, np.iinfo(np.int64).max, ids), scores), axis=1)
+        order = rank_order(ids, scores)
         ids, scores = np.take_along_axis(ids, order, axis=1), np.take_along_axis(scores, order, axis=1)
     scores = scores.astype(np.float32)
     scores[ids < 0] = np.nan
